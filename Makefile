@@ -1,0 +1,25 @@
+# Two commands a newcomer types: `make demo` (the main job) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test venv venv-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -e .
+
+venv-test: $(BIN)/python
+	$(BIN)/pip install -e ".[test]"
+
+demo: venv
+	$(BIN)/python -m scratchllm.demo
+
+test: venv-test
+	$(BIN)/python -m pytest -n 2 tests
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,294 @@
+"""Elementwise ops. Each returns ``make_result(out, parents, backward, name)``;
+``backward(g)`` returns d(loss)/d(parent) for every parent, in order.
+
+Broadcasting is NumPy's: a backward may return a gradient of the broadcast
+shape, and the engine sums it back to the parent's shape (``unbroadcast``).
+"""
+import math
+import numbers
+
+from ...backend import xp
+from ..tensor import Tensor, make_result
+
+
+def _broadcast(fn, x, y, op):
+    try:
+        return fn(x, y)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {tuple(x.shape)} and {tuple(y.shape)} cannot be broadcast together") from None
+
+
+def _pair(a, b):
+    """Turn ``b`` into a Tensor and unify dtypes as PyTorch does (int op float -> float)."""
+    if not isinstance(b, Tensor):
+        b = Tensor(b)
+    if a.data.dtype != b.data.dtype:
+        ka, kb = a.data.dtype.kind, b.data.dtype.kind
+        if ka == "f" and kb != "f":
+            b = Tensor(b.data.astype(a.data.dtype))
+        elif kb == "f" and ka != "f":
+            a = Tensor(a.data.astype(b.data.dtype))
+    return a, b
+
+
+def _const(a, c):
+    """A Python number operand: keep the tensor's float dtype (float32 * 2.0 stays float32)."""
+    if a.data.dtype.kind != "f" and isinstance(c, float):
+        a = Tensor(a.data.astype(xp.float32))
+    return a
+
+
+# ------------------------------------------------------------------ arithmetic
+def add(a, b):
+    if isinstance(b, numbers.Number):
+        a = _const(a, b)
+        return make_result(a.data + b, (a,), lambda g: (g,), "add")
+    a, b = _pair(a, b)
+    return make_result(_broadcast(xp.add, a.data, b.data, "add"), (a, b), lambda g: (g, g), "add")
+
+
+def sub(a, b):
+    if isinstance(b, numbers.Number):
+        a = _const(a, b)
+        return make_result(a.data - b, (a,), lambda g: (g,), "sub")
+    a, b = _pair(a, b)
+    return make_result(_broadcast(xp.subtract, a.data, b.data, "sub"), (a, b), lambda g: (g, -g), "sub")
+
+
+def rsub(a, b):  # b - a
+    if isinstance(b, numbers.Number):
+        a = _const(a, b)
+        return make_result(b - a.data, (a,), lambda g: (-g,), "rsub")
+    return sub(*reversed(_pair(a, b)))
+
+
+def neg(a):
+    return make_result(-a.data, (a,), lambda g: (-g,), "neg")
+
+
+def mul(a, b):
+    if isinstance(b, numbers.Number):
+        a = _const(a, b)
+        return make_result(a.data * b, (a,), lambda g: (g * b,), "mul")
+    a, b = _pair(a, b)
+
+    def backward(g):  # d(ab)/da = b, d(ab)/db = a
+        return (g * b.data if a.requires_grad else None,
+                g * a.data if b.requires_grad else None)
+
+    return make_result(_broadcast(xp.multiply, a.data, b.data, "mul"), (a, b), backward, "mul")
+
+
+def div(a, b):
+    if isinstance(b, numbers.Number):
+        a = _const(a, float(b))
+        return make_result(a.data / b, (a,), lambda g: (g / b,), "div")
+    a, b = _pair(a, b)
+    if a.data.dtype.kind != "f":
+        a, b = Tensor(a.data.astype(xp.float32)), Tensor(b.data.astype(xp.float32))
+    out = _broadcast(xp.true_divide, a.data, b.data, "div")
+
+    def backward(g):  # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -out/b
+        gb = -g * out / b.data if b.requires_grad else None
+        return (g / b.data if a.requires_grad else None, gb)
+
+    return make_result(out, (a, b), backward, "div")
+
+
+def rdiv(a, b):  # b / a
+    if isinstance(b, numbers.Number):
+        a = _const(a, float(b))
+        if a.data.dtype.kind != "f":
+            a = Tensor(a.data.astype(xp.float32))
+        out = b / a.data
+        return make_result(out, (a,), lambda g: (-g * out / a.data,), "rdiv")
+    b, a = _pair(Tensor(b) if not isinstance(b, Tensor) else b, a)
+    return div(b, a)
+
+
+def pow(a, b):
+    if isinstance(b, numbers.Number):
+        a = _const(a, b)
+        out = a.data ** b
+        return make_result(out, (a,), lambda g: (g * b * a.data ** (b - 1),), "pow")
+    a, b = _pair(a, b)
+    out = _broadcast(xp.power, a.data, b.data, "pow")
+
+    def backward(g):  # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a
+        ga = g * b.data * a.data ** (b.data - 1) if a.requires_grad else None
+        gb = g * out * xp.log(a.data) if b.requires_grad else None
+        return ga, gb
+
+    return make_result(out, (a, b), backward, "pow")
+
+
+def rpow(a, b):  # b ** a, b a number
+    if isinstance(b, numbers.Number):
+        a = _const(a, float(b))
+        out = b ** a.data
+        return make_result(out, (a,), lambda g: (g * out * math.log(b),), "rpow")
+    b, a = _pair(Tensor(b) if not isinstance(b, Tensor) else b, a)
+    return pow(b, a)
+
+
+# ----------------------------------------------------------- unary functions
+def exp(a):
+    out = xp.exp(a.data)
+    return make_result(out, (a,), lambda g: (g * out,), "exp")
+
+
+def log(a):
+    return make_result(xp.log(a.data), (a,), lambda g: (g / a.data,), "log")
+
+
+def sqrt(a):
+    out = xp.sqrt(a.data)
+    return make_result(out, (a,), lambda g: (g * 0.5 / out,), "sqrt")
+
+
+def tanh(a):
+    out = xp.tanh(a.data)
+    return make_result(out, (a,), lambda g: (g * (1 - out * out),), "tanh")
+
+
+def _sigmoid(x):
+    # exp of a non-positive number only: no overflow for large |x|
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid(a):
+    out = _sigmoid(a.data)
+    return make_result(out, (a,), lambda g: (g * out * (1 - out),), "sigmoid")
+
+
+def relu(a):
+    out = xp.maximum(a.data, 0)
+    return make_result(out, (a,), lambda g: (g * (a.data > 0),), "relu")
+
+
+def abs(a):
+    return make_result(xp.abs(a.data), (a,), lambda g: (g * xp.sign(a.data),), "abs")
+
+
+def silu(a):
+    s = _sigmoid(a.data)
+    return make_result(a.data * s, (a,), lambda g: (g * (s * (1 + a.data * (1 - s))),), "silu")
+
+
+_erf_scalar = xp.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x):
+    """The error function on an array (libm's, element by element: exact but not fast)."""
+    return _erf_scalar(x).astype(x.dtype)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+def gelu(a, approximate: str = "none"):
+    """GELU, exact (``x Phi(x)``) or with ``approximate="tanh"`` (GPT-2's)."""
+    x = a.data
+    if approximate == "tanh":
+        t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+        out = 0.5 * x * (1 + t)
+
+        def backward(g):
+            dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner),)
+    elif approximate == "none":
+        cdf = 0.5 * (1 + erf(x / math.sqrt(2.0)))
+        out = x * cdf
+
+        def backward(g):  # Phi(x) + x phi(x)
+            return (g * (cdf + x * xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)),)
+    else:
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return make_result(out, (a,), backward, "gelu")
+
+
+def clamp(a, lo=None, hi=None):
+    if lo is None and hi is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    lo_ = lo.data if isinstance(lo, Tensor) else lo
+    hi_ = hi.data if isinstance(hi, Tensor) else hi
+    out = xp.clip(a.data, lo_, hi_).astype(a.data.dtype, copy=False)
+
+    def backward(g):  # gradient flows where min <= x <= max (PyTorch's rule at the edges)
+        keep = xp.ones(a.data.shape, dtype=bool)
+        if lo_ is not None:
+            keep &= a.data >= lo_
+        if hi_ is not None:
+            keep &= a.data <= hi_
+        return (g * keep,)
+
+    return make_result(out, (a,), backward, "clamp")
+
+
+def _max_or_min(a, b, pick, name):
+    a, b = _pair(a, b)
+    out = _broadcast(pick, a.data, b.data, name)
+
+    def backward(g):  # to the larger (smaller) input; ties share it half and half, as PyTorch does
+        win_a = pick(a.data, b.data) == a.data
+        tie = a.data == b.data
+        share = xp.where(tie, 0.5, 1.0).astype(g.dtype)
+        return g * share * win_a, g * share * ((~win_a) | tie)
+
+    return make_result(out, (a, b), backward, name)
+
+
+def maximum(a, b):
+    return _max_or_min(a, b, xp.maximum, "maximum")
+
+
+def minimum(a, b):
+    return _max_or_min(a, b, xp.minimum, "minimum")
+
+
+# ---------------------------------------------------------- select and mask
+def where(cond, a, b):
+    """``a`` where ``cond`` else ``b``; either side may be a number."""
+    c = cond.data if isinstance(cond, Tensor) else xp.asarray(cond)
+    c = c.astype(bool, copy=False)
+    ref = a if isinstance(a, Tensor) else b
+    if not isinstance(ref, Tensor):
+        ref = Tensor(a)
+    ta = a if isinstance(a, Tensor) else Tensor(xp.asarray(a, dtype=ref.data.dtype))
+    tb = b if isinstance(b, Tensor) else Tensor(xp.asarray(b, dtype=ref.data.dtype))
+    ta, tb = _pair(ta, tb)
+    try:
+        out = xp.where(c, ta.data, tb.data)
+    except ValueError:
+        raise ValueError(f"where: shapes {c.shape}, {ta.data.shape} and {tb.data.shape} cannot be broadcast together") from None
+
+    def backward(g):
+        zero = xp.zeros((), dtype=g.dtype)
+        return (xp.where(c, g, zero) if ta.requires_grad else None,
+                xp.where(c, zero, g) if tb.requires_grad else None)
+
+    return make_result(out, (ta, tb), backward, "where")
+
+
+def masked_fill(a, mask, value):
+    m = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
+    if m.dtype != bool:
+        raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {m.dtype}")
+    v = value.item() if isinstance(value, Tensor) else value
+    try:
+        out = xp.where(m, xp.asarray(v, dtype=a.data.dtype), a.data)
+    except ValueError:
+        raise ValueError(f"masked_fill: mask shape {m.shape} does not broadcast to tensor shape {a.data.shape}") from None
+    if out.shape != a.data.shape:
+        raise ValueError(f"masked_fill: mask shape {m.shape} would enlarge tensor shape {a.data.shape}")
+    return make_result(out, (a,), lambda g: (xp.where(m, xp.zeros((), g.dtype), g),), "masked_fill")
+
+
+def compare(a, b, fn):
+    """Comparisons give bool tensors and carry no gradient."""
+    other = b.data if isinstance(b, Tensor) else b
+    try:
+        return Tensor(fn(a.data, other))
+    except ValueError:
+        raise ValueError(f"{fn.__name__}: shapes {a.data.shape} and {xp.shape(other)} cannot be broadcast together") from None
