@@ -1,0 +1,132 @@
+"""Pre-tokenization: split text into chunks with a regex before BPE runs on each chunk.
+
+The reference split patterns (GPT-2, GPT-4's cl100k, Llama 3) are written for the Rust
+``fancy-regex`` / PyPI ``regex`` dialect, which knows Unicode properties such as ``\\p{L}``
+(any letter) and ``\\p{N}`` (any number) and whose ``\\s`` is Unicode's White_Space property.
+The standard library's ``re`` knows neither, and its ``\\s`` is wider (it also matches the
+ASCII separators U+001C..U+001F). So we translate a pattern into plain ``re`` syntax:
+
+- ``\\p{L}``, ``\\p{N}``, ``\\p{Lu}``, ... (and ``\\P{..}``) become explicit character classes
+  built once from :mod:`unicodedata` (general categories), cached;
+- ``\\s`` / ``\\S`` become the explicit White_Space class and its complement.
+
+Example::
+
+    >>> split_text("Hello world's 123", "gpt2")
+    ['Hello', ' world', "'s", ' 123']
+
+The translated pattern matches tiktoken token for token (tests check the whole tiny-Shakespeare
+corpus and generated Unicode text). Code points unassigned in Python's Unicode database
+(``unicodedata.unidata_version``) are classified as unassigned, which may differ from a newer
+Unicode version in the Rust library.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import unicodedata
+
+__all__ = ["PATTERNS", "resolve_pattern", "compile_pattern", "split_text", "translate"]
+
+#: Named split patterns, in the dialect of tiktoken (translated by :func:`translate`).
+PATTERNS = {
+    "gpt2": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+    "gpt4": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
+    "llama3": r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""",
+}
+PATTERNS["cl100k"] = PATTERNS["gpt4"]
+
+# Unicode's White_Space property (PropList.txt); what Rust's and `regex`'s \s match.
+_WHITE_SPACE = [(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680),
+                (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F),
+                (0x3000, 0x3000)]
+
+
+def resolve_pattern(pattern: str | None) -> str | None:
+    """A pattern name ("gpt2", "gpt4", "llama3") -> its regex text; anything else unchanged."""
+    if pattern is None or pattern == "none":
+        return None
+    return PATTERNS.get(pattern, pattern)
+
+
+@functools.lru_cache(maxsize=None)
+def _category_ranges() -> dict[str, list[tuple[int, int]]]:
+    """General category (two letters, e.g. "Lu") -> sorted code-point ranges. Built once."""
+    ranges: dict[str, list[list[int]]] = {}
+    category = unicodedata.category
+    prev_cat, start = None, 0
+    for cp in range(sys.maxunicode + 1):
+        cat = category(chr(cp))
+        if cat != prev_cat:
+            if prev_cat is not None:
+                ranges.setdefault(prev_cat, []).append((start, cp - 1))
+            prev_cat, start = cat, cp
+    ranges.setdefault(prev_cat, []).append((start, sys.maxunicode))
+    return ranges
+
+
+def _fmt(cp: int) -> str:
+    return f"\\U{cp:08x}"
+
+
+@functools.lru_cache(maxsize=None)
+def _class_body(prop: str) -> str:
+    """Body of a character class (no brackets) for a property: "L", "Nd", or "s" (White_Space)."""
+    if prop == "s":
+        spans = _WHITE_SPACE
+    else:
+        cats = _category_ranges()
+        names = [c for c in cats if c == prop or (len(prop) == 1 and c[0] == prop)]
+        if not names:
+            raise ValueError(f"unknown Unicode property \\p{{{prop}}} in split pattern")
+        spans = sorted(r for name in names for r in cats[name])
+    return "".join(_fmt(a) if a == b else f"{_fmt(a)}-{_fmt(b)}" for a, b in spans)
+
+
+_TOKEN = re.compile(r"\\[pP]\{(\w+)\}|\\[pP](\w)|\\[sS]|\\.|\[\^?|\]|.", re.S)
+
+
+def translate(pattern: str) -> str:
+    """Rewrite a fancy-regex pattern into stdlib ``re`` syntax (``\\p{..}``, ``\\s``, ``\\S``)."""
+    out, in_class, class_start = [], False, False
+    for m in _TOKEN.finditer(pattern):
+        tok = m.group(0)
+        prop = m.group(1) or m.group(2)
+        if prop is not None or tok in ("\\s", "\\S"):
+            negated = tok[1] in "PS"
+            body = _class_body(prop or "s")
+            if in_class:
+                if negated:  # a negated property inside a class has no short form in `re`
+                    raise ValueError(f"{tok} inside [...] is not supported in split patterns")
+                out.append(body)
+            else:
+                out.append(f"[{'^' if negated else ''}{body}]")
+        elif tok.startswith("[") and not in_class:
+            in_class, class_start = True, True
+            out.append(tok)
+            continue
+        elif tok == "]" and in_class and not class_start:
+            in_class = False
+            out.append(tok)
+        else:
+            out.append(tok)
+        class_start = False
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=32)
+def compile_pattern(pattern: str) -> re.Pattern:
+    """Compile a pattern (name or regex text) into a stdlib regex; cached."""
+    text = resolve_pattern(pattern)
+    try:
+        return re.compile(translate(text))
+    except re.error as exc:
+        raise ValueError(f"invalid split pattern {pattern!r}: {exc}") from None
+
+
+def split_text(text: str, pattern: str | None) -> list[str]:
+    """Split text into pre-token chunks; with no pattern the whole text is one chunk."""
+    if resolve_pattern(pattern) is None:
+        return [text] if text else []
+    return compile_pattern(pattern).findall(text)
