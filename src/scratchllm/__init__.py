@@ -8,5 +8,9 @@
 from .autograd import *  # noqa: F401,F403
 from .autograd import (Tensor, no_grad, enable_grad, manual_seed, Generator, cat, stack, where,
                        einsum, zeros, ones, randn, rand, arange, float32, float64, int64)
+from .autograd import Scalar, grad_check, draw_graph
+from . import nn
+from . import optim
+from .io.checkpoint import save, load
 
 __version__ = "0.1.0"

@@ -6,3 +6,6 @@ from .tensor import Tensor
 from .ops import cat, stack, where, einsum, matmul, maximum, minimum, erf
 from .factory import (tensor, zeros, ones, full, empty, zeros_like, ones_like, eye, arange,
                       randn, rand, randint)
+from .scalar import Scalar
+from .gradcheck import grad_check
+from .graphviz import draw_graph

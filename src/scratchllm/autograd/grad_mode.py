@@ -26,6 +26,14 @@ class no_grad:
 
     _mode = False
 
+    def __new__(cls, fn=None):
+        if fn is not None:  # used bare as a decorator: @no_grad
+            return cls()(fn)
+        return super().__new__(cls)
+
+    def __init__(self, fn=None):
+        pass
+
     def __enter__(self):
         self._prev = is_grad_enabled()
         set_grad_enabled(self._mode)

@@ -57,34 +57,36 @@ class Scalar:
 
     def __truediv__(self, other):                   # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
         other = _lift(other)
-        b = other.data
-        return Scalar(self.data / b, (self, other), (1.0 / b, -self.data / (b * b)), "/")
+        a, b = self.data, other.data
+        return Scalar(_div(a, b), (self, other), (_div(1.0, b), _div(-a, b * b)), "/")
 
     def __pow__(self, other):
         if isinstance(other, Scalar):               # a^b: d/da = b a^(b-1), d/db = a^b ln a
             a, b = self.data, other.data
-            out = a ** b
-            dlog = math.log(a) if a > 0 else math.nan
-            return Scalar(out, (self, other), (b * a ** (b - 1), out * dlog), "**")
+            out = _pow(a, b)
+            return Scalar(out, (self, other), (_dpow(a, b), out * _log(a)), "**")
         if not isinstance(other, numbers.Real):
             return NotImplemented
         n = float(other)                            # a^n: d/da = n a^(n-1)
-        return Scalar(self.data ** n, (self,), (n * self.data ** (n - 1),), f"**{other}")
+        return Scalar(_pow(self.data, n), (self,), (_dpow(self.data, n),), f"**{other}")
 
     def __rpow__(self, other):                      # c^a: d/da = c^a ln c
+        if not isinstance(other, numbers.Real):
+            return NotImplemented
         c = float(other)
-        out = c ** self.data
-        return Scalar(out, (self,), (out * (math.log(c) if c > 0 else math.nan),), "c**")
+        out = _pow(c, self.data)
+        return Scalar(out, (self,), (out * _log(c),), "c**")
 
     def __neg__(self):                              # d(-a)/da = -1
         return Scalar(-self.data, (self,), (-1.0,), "neg")
 
     def exp(self):                                  # d(e^a)/da = e^a
-        out = math.exp(self.data)
+        out = _pow(math.e, self.data) if self.data > 700 else math.exp(self.data)  # inf, not an error
         return Scalar(out, (self,), (out,), "exp")
 
     def log(self):                                  # d(ln a)/da = 1/a
-        return Scalar(math.log(self.data), (self,), (1.0 / self.data,), "log")
+        a = self.data
+        return Scalar(_log(a), (self,), (1.0 / a if a != 0 else math.inf,), "log")
 
     def tanh(self):                                 # d(tanh a)/da = 1 - tanh(a)^2
         t = math.tanh(self.data)
@@ -122,6 +124,34 @@ class Scalar:
             g = node.grad                           # dL/d(node), complete by now
             for parent, local in zip(node._parents, node._local_grads):
                 parent.grad += local * g            # the chain rule, one edge at a time
+
+
+def _pow(a: float, b: float) -> float:
+    """a**b as PyTorch gives it: nan for (-1)**0.5, inf for 0**-1 (not an exception)."""
+    try:
+        return math.pow(a, b)
+    except ValueError:
+        return math.nan if a < 0 else math.inf
+    except OverflowError:
+        return math.inf
+
+
+def _div(a: float, b: float) -> float:
+    """a / b, with x/0 = +-inf and 0/0 = nan as in PyTorch (not ZeroDivisionError)."""
+    try:
+        return a / b
+    except ZeroDivisionError:
+        return math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _dpow(a: float, n: float) -> float:
+    """d(a**n)/da = n a**(n-1), and 0 when n == 0 (a constant, even at a = 0)."""
+    return 0.0 if n == 0 else n * _pow(a, n - 1)
+
+
+def _log(a: float) -> float:
+    """ln a, with ln 0 = -inf and ln(negative) = nan as in PyTorch."""
+    return math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan)
 
 
 def _lift(x) -> Scalar:

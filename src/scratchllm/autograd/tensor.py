@@ -19,6 +19,7 @@ from ..backend import xp
 from .grad_mode import is_grad_enabled
 
 _FLOAT_KINDS = "fc"
+_ndarray = xp.ndarray
 
 
 def _to_array(data, dtype=None):
@@ -173,6 +174,10 @@ class Tensor:
 
     def _inplace(self, what, fn, other):
         self._check_inplace(what)
+        if isinstance(other, Tensor) and other.requires_grad and is_grad_enabled():
+            raise RuntimeError(
+                f"{what}: the operand requires grad, and an in-place op does not record the graph "
+                f"(its gradient would be lost silently); write the out-of-place form, e.g. x = x + y")
         fn(self.data, other.data if isinstance(other, Tensor) else other, out=self.data, casting="unsafe")
         return self
 
@@ -282,7 +287,9 @@ class Tensor:
         return ops.var(self, _dim(dim, axis), correction, _keep(keepdim, keepdims))
 
     def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=None):
-        return self.var(dim, unbiased, keepdim, correction=correction, axis=axis, keepdims=keepdims).sqrt()
+        if correction is None:
+            correction = 1 if unbiased is None or unbiased else 0
+        return ops.std(self, _dim(dim, axis), correction, _keep(keepdim, keepdims))
 
     def amax(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
         return ops.amax(self, _dim(dim, axis), _keep(keepdim, keepdims))
@@ -302,8 +309,8 @@ class Tensor:
     def argmin(self, dim=None, keepdim=False):
         return Tensor(_arg(xp.argmin, self.data, dim, keepdim))
 
-    def softmax(self, dim=-1, *, axis=None): return ops.softmax(self, _dim(dim, axis))
-    def log_softmax(self, dim=-1, *, axis=None): return ops.log_softmax(self, _dim(dim, axis))
+    def softmax(self, dim=None, *, axis=None): return ops.softmax(self, _dim(dim, axis, -1))
+    def log_softmax(self, dim=None, *, axis=None): return ops.log_softmax(self, _dim(dim, axis, -1))
 
     def reshape(self, *shape): return ops.reshape(self, _shape_arg(shape))
     view = reshape
@@ -343,8 +350,10 @@ def _as_tensor(x, like: Tensor) -> Tensor:
     return Tensor(_to_array(x))
 
 
-def _dim(dim, axis):
+def _dim(dim, axis, default=None):
     d = axis if dim is None else dim
+    if d is None:
+        d = default
     if isinstance(d, list):
         d = tuple(d)
     return d
@@ -373,7 +382,8 @@ def make_result(data, parents: tuple, backward, op: str) -> Tensor:
     the parent's shape or broadcastable back to it.
     """
     out = Tensor.__new__(Tensor)
-    out.data = data
+    # NumPy ufuncs turn 0-d arrays into scalars; keep .data an array (in-place ops, .numpy())
+    out.data = data if data.__class__ is _ndarray else xp.asarray(data)
     out.grad = None
     out._op = op
     out._version = 0

@@ -27,7 +27,7 @@ import re
 import sys
 import unicodedata
 
-__all__ = ["PATTERNS", "resolve_pattern", "compile_pattern", "split_text", "translate"]
+__all__ = ["PATTERNS", "Splitter", "resolve_pattern", "compile_pattern", "split_text", "translate"]
 
 #: Named split patterns, in the dialect of tiktoken (translated by :func:`translate`).
 PATTERNS = {
@@ -71,8 +71,12 @@ def _fmt(cp: int) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _class_body(prop: str) -> str:
-    """Body of a character class (no brackets) for a property: "L", "Nd", or "s" (White_Space)."""
+def _class_body(prop: str, bmp_only: bool) -> str:
+    """Body of a character class (no brackets) for a property: "L", "Nd", or "s" (White_Space).
+
+    With ``bmp_only`` the ranges above U+FFFF are dropped: ``re`` tests those one range at a
+    time (slow), while a class inside the BMP compiles to a two-level bitmap (fast).
+    """
     if prop == "s":
         spans = _WHITE_SPACE
     else:
@@ -81,21 +85,27 @@ def _class_body(prop: str) -> str:
         if not names:
             raise ValueError(f"unknown Unicode property \\p{{{prop}}} in split pattern")
         spans = sorted(r for name in names for r in cats[name])
+    if bmp_only:
+        spans = [(a, min(b, 0xFFFF)) for a, b in spans if a <= 0xFFFF]
     return "".join(_fmt(a) if a == b else f"{_fmt(a)}-{_fmt(b)}" for a, b in spans)
 
 
 _TOKEN = re.compile(r"\\[pP]\{(\w+)\}|\\[pP](\w)|\\[sS]|\\.|\[\^?|\]|.", re.S)
 
 
-def translate(pattern: str) -> str:
-    """Rewrite a fancy-regex pattern into stdlib ``re`` syntax (``\\p{..}``, ``\\s``, ``\\S``)."""
+def translate(pattern: str, bmp_only: bool = False) -> str:
+    """Rewrite a fancy-regex pattern into stdlib ``re`` syntax (``\\p{..}``, ``\\s``, ``\\S``).
+
+    ``bmp_only`` gives a faster pattern that is exact only on text without code points above
+    U+FFFF (see :class:`Splitter`).
+    """
     out, in_class, class_start = [], False, False
     for m in _TOKEN.finditer(pattern):
         tok = m.group(0)
         prop = m.group(1) or m.group(2)
         if prop is not None or tok in ("\\s", "\\S"):
             negated = tok[1] in "PS"
-            body = _class_body(prop or "s")
+            body = _class_body(prop or "s", bmp_only)
             if in_class:
                 if negated:  # a negated property inside a class has no short form in `re`
                     raise ValueError(f"{tok} inside [...] is not supported in split patterns")
@@ -115,18 +125,39 @@ def translate(pattern: str) -> str:
     return "".join(out)
 
 
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+class Splitter:
+    """A compiled split pattern. ``split(text)`` -> list of chunks (the regex's matches).
+
+    Two compiled forms are kept: one exact for all text, and a faster one whose character
+    classes stop at U+FFFF, used when the text has no code point above U+FFFF (a quick scan).
+    """
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+        try:
+            self._full = re.compile(translate(pattern))
+            self._bmp = re.compile(translate(pattern, bmp_only=True))
+        except re.error as exc:
+            raise ValueError(f"invalid split pattern {pattern!r}: {exc}") from None
+
+    def split(self, text: str) -> list[str]:
+        rx = self._full if _ASTRAL.search(text) else self._bmp
+        if rx.groups:  # capturing groups would make findall return the groups
+            return [m.group(0) for m in rx.finditer(text)]
+        return rx.findall(text)
+
+
 @functools.lru_cache(maxsize=32)
-def compile_pattern(pattern: str) -> re.Pattern:
-    """Compile a pattern (name or regex text) into a stdlib regex; cached."""
-    text = resolve_pattern(pattern)
-    try:
-        return re.compile(translate(text))
-    except re.error as exc:
-        raise ValueError(f"invalid split pattern {pattern!r}: {exc}") from None
+def compile_pattern(pattern: str) -> Splitter:
+    """A pattern (name or regex text) -> its :class:`Splitter`; cached."""
+    return Splitter(resolve_pattern(pattern))
 
 
 def split_text(text: str, pattern: str | None) -> list[str]:
     """Split text into pre-token chunks; with no pattern the whole text is one chunk."""
     if resolve_pattern(pattern) is None:
         return [text] if text else []
-    return compile_pattern(pattern).findall(text)
+    return compile_pattern(pattern).split(text)

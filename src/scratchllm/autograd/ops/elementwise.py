@@ -32,16 +32,22 @@ def _pair(a, b):
 
 
 def _const(a, c):
-    """A Python number operand: keep the tensor's float dtype (float32 * 2.0 stays float32)."""
+    """A number operand: keep the tensor's float dtype (float32 * 2.0 stays float32).
+
+    NumPy scalars (``np.sqrt(d)`` is a float64) become Python numbers first, which NumPy
+    treats as weak: ``x_float32 / np.sqrt(64)`` stays float32, as in torch.
+    """
+    if isinstance(c, xp.generic):
+        c = c.item()
     if a.data.dtype.kind != "f" and isinstance(c, float):
         a = Tensor(a.data.astype(xp.float32))
-    return a
+    return a, c
 
 
 # ------------------------------------------------------------------ arithmetic
 def add(a, b):
     if isinstance(b, numbers.Number):
-        a = _const(a, b)
+        a, b = _const(a, b)
         return make_result(a.data + b, (a,), lambda g: (g,), "add")
     a, b = _pair(a, b)
     return make_result(_broadcast(xp.add, a.data, b.data, "add"), (a, b), lambda g: (g, g), "add")
@@ -49,7 +55,7 @@ def add(a, b):
 
 def sub(a, b):
     if isinstance(b, numbers.Number):
-        a = _const(a, b)
+        a, b = _const(a, b)
         return make_result(a.data - b, (a,), lambda g: (g,), "sub")
     a, b = _pair(a, b)
     return make_result(_broadcast(xp.subtract, a.data, b.data, "sub"), (a, b), lambda g: (g, -g), "sub")
@@ -57,7 +63,7 @@ def sub(a, b):
 
 def rsub(a, b):  # b - a
     if isinstance(b, numbers.Number):
-        a = _const(a, b)
+        a, b = _const(a, b)
         return make_result(b - a.data, (a,), lambda g: (-g,), "rsub")
     return sub(*reversed(_pair(a, b)))
 
@@ -68,7 +74,7 @@ def neg(a):
 
 def mul(a, b):
     if isinstance(b, numbers.Number):
-        a = _const(a, b)
+        a, b = _const(a, b)
         return make_result(a.data * b, (a,), lambda g: (g * b,), "mul")
     a, b = _pair(a, b)
 
@@ -81,7 +87,7 @@ def mul(a, b):
 
 def div(a, b):
     if isinstance(b, numbers.Number):
-        a = _const(a, float(b))
+        a, b = _const(a, float(b))
         return make_result(a.data / b, (a,), lambda g: (g / b,), "div")
     a, b = _pair(a, b)
     if a.data.dtype.kind != "f":
@@ -97,7 +103,7 @@ def div(a, b):
 
 def rdiv(a, b):  # b / a
     if isinstance(b, numbers.Number):
-        a = _const(a, float(b))
+        a, b = _const(a, float(b))
         if a.data.dtype.kind != "f":
             a = Tensor(a.data.astype(xp.float32))
         out = b / a.data
@@ -108,7 +114,7 @@ def rdiv(a, b):  # b / a
 
 def pow(a, b):
     if isinstance(b, numbers.Number):
-        a = _const(a, b)
+        a, b = _const(a, b)
         out = a.data ** b
         return make_result(out, (a,), lambda g: (g * b * a.data ** (b - 1),), "pow")
     a, b = _pair(a, b)
@@ -124,7 +130,7 @@ def pow(a, b):
 
 def rpow(a, b):  # b ** a, b a number
     if isinstance(b, numbers.Number):
-        a = _const(a, float(b))
+        a, b = _const(a, float(b))
         out = b ** a.data
         return make_result(out, (a,), lambda g: (g * out * math.log(b),), "rpow")
     b, a = _pair(Tensor(b) if not isinstance(b, Tensor) else b, a)
@@ -181,7 +187,7 @@ _erf_scalar = xp.frompyfunc(math.erf, 1, 1)
 
 def erf(x):
     """The error function on an array (libm's, element by element: exact but not fast)."""
-    return _erf_scalar(x).astype(x.dtype)
+    return xp.asarray(_erf_scalar(x)).astype(x.dtype)  # asarray: a 0-d input gives a bare float
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)

@@ -48,8 +48,8 @@ def mean(a, dim=None, keepdim=False):
                        lambda g: (xp.broadcast_to(_regrow(g, axes, keepdim, shape) / n, shape),), "mean")
 
 
-def var(a, dim=None, correction=1, keepdim=False):
-    """Variance with Bessel's correction by default (``correction=1``), as torch.var."""
+def _var_parts(a, dim, correction, keepdim):
+    """(variance array, its backward g -> dL/dx), shared by ``var`` and ``std``."""
     axes = _axes(dim, a.data.ndim)
     shape = a.data.shape
     n = 1
@@ -57,12 +57,33 @@ def var(a, dim=None, correction=1, keepdim=False):
         n *= shape[ax]
     centered = a.data - a.data.mean(axis=axes, keepdims=True)
     denom = max(n - correction, 0)
-    out = (centered * centered).sum(axis=axes, keepdims=keepdim) / denom
+    with xp.errstate(divide="ignore", invalid="ignore"):  # n <= correction: nan, as torch
+        out = (centered * centered).sum(axis=axes, keepdims=keepdim) / denom
+    scale = 2.0 / denom if denom else float("nan")  # torch: nan gradient too
 
     def backward(g):  # d var / dx_i = 2 (x_i - mean) / (n - correction)
-        return (_regrow(g, axes, keepdim, shape) * (2.0 / denom) * centered,)
+        return _regrow(g, axes, keepdim, shape) * scale * centered
 
-    return make_result(xp.asarray(out, dtype=a.data.dtype), (a,), backward, "var")
+    return xp.asarray(out, dtype=a.data.dtype), backward
+
+
+def var(a, dim=None, correction=1, keepdim=False):
+    """Variance with Bessel's correction by default (``correction=1``), as torch.var."""
+    out, var_backward = _var_parts(a, dim, correction, keepdim)
+    return make_result(out, (a,), lambda g: (var_backward(g),), "var")
+
+
+def std(a, dim=None, correction=1, keepdim=False):
+    """Standard deviation; its gradient is 0 where std is 0 (as torch's, not sqrt's inf * 0)."""
+    v, var_backward = _var_parts(a, dim, correction, keepdim)
+    out = xp.sqrt(v)
+
+    def backward(g):  # d std = d var / (2 std), masked where std == 0
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            gv = xp.where(out == 0, 0, g / (2 * out)).astype(g.dtype, copy=False)
+        return (var_backward(gv),)
+
+    return make_result(out, (a,), backward, "std")
 
 
 def _extreme(a, dim, keepdim, fn, name):
@@ -72,7 +93,7 @@ def _extreme(a, dim, keepdim, fn, name):
 
     def backward(g):  # shared equally by all the elements that attain the extreme (PyTorch's amax rule)
         hit = a.data == _regrow(out, axes, keepdim, shape)
-        count = hit.sum(axis=axes, keepdims=True)
+        count = hit.sum(axis=axes, keepdims=True).astype(g.dtype)  # int64 would upcast float32
         return (_regrow(g, axes, keepdim, shape) * hit / count,)
 
     return make_result(xp.asarray(out), (a,), backward, name)

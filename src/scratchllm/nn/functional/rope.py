@@ -1,0 +1,82 @@
+"""Rotary position embedding (RoPE) and the sinusoidal position table.
+
+RoPE rotates each pair of features (a, b) of the vector at position t by the angle
+t * theta^(-2i/D):  (a, b) -> (a cos - b sin, a sin + b cos). Which features form a pair:
+
+- ``layout="interleaved"`` (Meta / llama2.c): pairs (x0, x1), (x2, x3), ...
+- ``layout="half"`` (HF ``rotate_half``): pairs (x_i, x_{i + D/2}).
+
+A rotation's inverse is the rotation by minus the angle, so the backward applies
+``apply_rope`` with ``-sin`` to the upstream gradient.
+"""
+import math
+
+from ...autograd.tensor import make_result
+from ...backend import xp
+from ._util import as_float_tensor
+
+
+def rope_cache(head_dim: int, max_len: int, theta: float = 10000.0, dtype=xp.float32):
+    """(cos, sin), each (max_len, head_dim // 2): angle[t, i] = t / theta^(2i / head_dim).
+
+    >>> cos, sin = rope_cache(8, 16); cos.shape
+    (16, 4)
+    """
+    if head_dim % 2:
+        raise ValueError(f"rope_cache: head_dim must be even, got {head_dim}")
+    inv_freq = 1.0 / (theta ** (xp.arange(0, head_dim, 2, dtype=xp.float64) / head_dim))  # (D/2,)
+    angles = xp.outer(xp.arange(max_len, dtype=xp.float64), inv_freq)                     # (L, D/2)
+    return xp.cos(angles).astype(dtype), xp.sin(angles).astype(dtype)
+
+
+def _pairs(a, layout):
+    """The two halves of every rotated pair, as views of a (..., D)."""
+    if layout == "interleaved":
+        return a[..., 0::2], a[..., 1::2]
+    if layout == "half":
+        h = a.shape[-1] // 2
+        return a[..., :h], a[..., h:]
+    raise ValueError(f"apply_rope: layout must be 'interleaved' or 'half', got {layout!r}")
+
+
+def _rotate(x, cos, sin, layout):
+    """New array: every pair (a, b) of x rotated by (cos, sin)."""
+    out = xp.empty_like(x)
+    a, b = _pairs(x, layout)
+    oa, ob = _pairs(out, layout)
+    tmp = xp.empty(a.shape, dtype=x.dtype)
+    xp.multiply(a, cos, out=oa)
+    xp.multiply(b, sin, out=tmp)
+    oa -= tmp                                            # a cos - b sin
+    xp.multiply(a, sin, out=ob)
+    xp.multiply(b, cos, out=tmp)
+    ob += tmp                                            # a sin + b cos
+    return out
+
+
+def apply_rope(x, cos, sin, layout: str = "interleaved", offset: int = 0):
+    """Rotate x (..., T, D) at positions offset .. offset+T-1 with tables from ``rope_cache``."""
+    x = as_float_tensor(x)
+    X = x.data
+    T, D = X.shape[-2], X.shape[-1]
+    if D % 2 or cos.shape[-1] * 2 != D:
+        raise ValueError(f"apply_rope: head dim {D} does not match rope tables of width {cos.shape[-1]} (need D/2)")
+    if offset + T > cos.shape[0]:
+        raise ValueError(f"apply_rope: positions up to {offset + T} exceed the rope table length {cos.shape[0]}")
+    c = xp.asarray(cos[offset:offset + T], dtype=X.dtype)   # (T, D/2)
+    s = xp.asarray(sin[offset:offset + T], dtype=X.dtype)
+    out = _rotate(X, c, s, layout)
+    return make_result(out, (x,), lambda g: (_rotate(g, c, -s, layout),), "rope")
+
+
+def sinusoidal_positions(T: int, dim: int, base: float = 10000.0, dtype=xp.float32):
+    """The Transformer's table (T, dim): sin on even dims, cos on odd dims.
+
+    pe[t, 2i] = sin(t / base^(2i/dim)),  pe[t, 2i+1] = cos(t / base^(2i/dim))
+    """
+    pos = xp.arange(T, dtype=xp.float64)[:, None]
+    div = xp.exp(xp.arange(0, dim, 2, dtype=xp.float64) * (-math.log(base) / dim))  # (ceil(dim/2),)
+    pe = xp.empty((T, dim), dtype=xp.float64)
+    pe[:, 0::2] = xp.sin(pos * div)
+    pe[:, 1::2] = xp.cos(pos * div[: dim // 2])
+    return pe.astype(dtype)

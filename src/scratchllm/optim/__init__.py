@@ -1,0 +1,9 @@
+"""Optimizers with torch.optim's names and semantics: ``SGD``, ``Adam``, ``AdamW``, schedules."""
+from .optimizer import Optimizer
+from .sgd import SGD
+from .adam import Adam, AdamW
+from . import schedules
+from .schedules import LambdaLR, constant, warmup_cosine, set_lr
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "schedules", "LambdaLR", "constant",
+           "warmup_cosine", "set_lr"]

@@ -1,0 +1,15 @@
+"""Tokenizers: byte-level BPE trained from scratch, and readers for GPT-2, tiktoken (Llama 3),
+llama2.c and SentencePiece (Llama 2) files. Only the standard library is used.
+
+    >>> from scratchllm.tokenizers import load_tokenizer
+    >>> tok = load_tokenizer("gpt2")
+    >>> tok.encode("Hello world")
+    [15496, 995]
+"""
+from .bpe import BPETokenizer
+from .load import load_tokenizer
+from .pretokenize import PATTERNS
+from .sentencepiece import SentencePieceBPE
+from .tiktoken_file import Llama3ChatFormat
+
+__all__ = ["BPETokenizer", "SentencePieceBPE", "Llama3ChatFormat", "load_tokenizer", "PATTERNS"]

@@ -1,0 +1,211 @@
+"""Byte-level BPE (GPT-2 / tiktoken / Llama 3 style): encode by merge rank, decode to text.
+
+A vocabulary is a map ``ranks: token bytes -> id``; an id is also the token's merge rank.
+Encoding one pre-token chunk starts from its UTF-8 bytes and repeatedly joins the adjacent pair
+whose joined bytes have the lowest rank (leftmost on ties), exactly as tiktoken does::
+
+    b"hello" -> h e l l o -> h e ll o -> h ell o -> h ello -> hello     (with a GPT-2 vocab)
+
+Chunks repeat a lot in real text, so encoded chunks are cached (``str -> ids``).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import re
+from itertools import chain
+
+from .pretokenize import compile_pattern, resolve_pattern
+
+__all__ = ["BPETokenizer"]
+
+_INF = float("inf")
+_CACHE_LIMIT = 200_000  # chunks kept in the encode cache before it is cleared
+
+
+class BPETokenizer:
+    """Byte-level BPE tokenizer.
+
+    Args:
+        ranks: token bytes -> id (the id is the merge rank); every single byte must be present.
+        pattern: split pattern, a name ("gpt2", "gpt4", "llama3"), regex text, or None.
+        special_tokens: special token text -> id; matched in text only when allowed.
+        bos, eos: special token texts used by ``encode(..., bos=True, eos=True)``.
+        merges: the (left id, right id) pairs in training order, kept by trained tokenizers
+            so that they can be saved (:meth:`save`).
+
+    Example::
+
+        >>> tok = BPETokenizer.train("low lower lowest " * 50, vocab_size=260, pattern="gpt2")
+        >>> tok.decode(tok.encode("lowest low")) == "lowest low"
+        True
+    """
+
+    def __init__(self, ranks: dict[bytes, int], pattern: str | None = "gpt4",
+                 special_tokens: dict[str, int] | None = None, bos: str | None = None,
+                 eos: str | None = None, merges: list[tuple[int, int]] | None = None,
+                 name: str = "bpe"):
+        missing = [b for b in range(256) if bytes([b]) not in ranks]
+        if missing:
+            raise ValueError(f"{name}: vocabulary lacks single-byte token(s) {missing[:8]}")
+        self.name = name
+        self.pattern = pattern
+        self._ranks = ranks
+        self.special_tokens = dict(special_tokens or {})
+        self.merges = merges
+        self._decoder = {i: b for b, i in ranks.items()}
+        if len(self._decoder) != len(ranks):
+            raise ValueError(f"{name}: two tokens share one id")
+        for text, i in self.special_tokens.items():
+            if i in self._decoder:
+                raise ValueError(f"{name}: special token {text!r} reuses id {i}")
+            self._decoder[i] = text.encode("utf-8")
+        for which, text in (("bos", bos), ("eos", eos)):
+            if text is not None and text not in self.special_tokens:
+                raise ValueError(f"{name}: {which} token {text!r} is not a special token")
+        self.bos_id = self.special_tokens[bos] if bos is not None else None
+        self.eos_id = self.special_tokens[eos] if eos is not None else None
+        self._splitter = compile_pattern(pattern) if resolve_pattern(pattern) else None
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    # ---- vocabulary ---------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids (one past the largest id), special tokens included."""
+        return max(self._decoder) + 1
+
+    n_vocab = vocab_size
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    @property
+    def ranks(self) -> dict[bytes, int]:
+        """The ordinary tokens: bytes -> id (a copy; tiktoken calls it mergeable_ranks)."""
+        return dict(self._ranks)
+
+    def id_to_bytes(self, i: int) -> bytes:
+        return self._decoder[int(i)]
+
+    def token_to_id(self, token: str | bytes) -> int:
+        if isinstance(token, str) and token in self.special_tokens:
+            return self.special_tokens[token]
+        key = token.encode("utf-8") if isinstance(token, str) else token
+        return self._ranks[key]
+
+    # ---- encoding -----------------------------------------------------------------------
+    def _bpe(self, piece: bytes) -> tuple[int, ...]:
+        """Merge one chunk's bytes by rank; the lowest-rank adjacent pair first."""
+        ranks = self._ranks
+        whole = ranks.get(piece)
+        if whole is not None:
+            return (whole,)
+        get = ranks.get
+        parts = [piece[i:i + 1] for i in range(len(piece))]
+        pair_ranks = [get(parts[i] + parts[i + 1], _INF) for i in range(len(parts) - 1)]
+        while pair_ranks:
+            best = min(pair_ranks)
+            if best == _INF:
+                break
+            i = pair_ranks.index(best)  # leftmost on ties
+            parts[i] += parts.pop(i + 1)
+            del pair_ranks[i]
+            if i > 0:
+                pair_ranks[i - 1] = get(parts[i - 1] + parts[i], _INF)
+            if i < len(pair_ranks):
+                pair_ranks[i] = get(parts[i] + parts[i + 1], _INF)
+        return tuple(ranks[p] for p in parts)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode text with special-token text treated as ordinary text."""
+        chunks = self._splitter.split(text) if self._splitter else ([text] if text else [])
+        cache = self._cache
+        missing = set(chunks).difference(cache)
+        if missing:
+            if len(cache) + len(missing) > _CACHE_LIMIT:
+                cache.clear()
+                missing = set(chunks)
+            try:
+                for chunk in missing:
+                    cache[chunk] = self._bpe(chunk.encode("utf-8"))
+            except UnicodeEncodeError:  # lone surrogates: replace them as tiktoken does
+                fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+                return self.encode_ordinary(fixed)
+        return list(chain.from_iterable(map(cache.__getitem__, chunks)))
+
+    def encode(self, text: str, allowed_special="none", bos: bool = False,
+               eos: bool = False) -> list[int]:
+        """Text -> ids.
+
+        ``allowed_special``: "all", "none" (default) or a set of special-token texts that are
+        turned into their ids where they occur; any other special-token text is encoded as
+        ordinary text. ``bos``/``eos`` add the begin/end-of-text ids.
+        """
+        if allowed_special == "all":
+            allowed = frozenset(self.special_tokens)
+        elif allowed_special == "none" or not allowed_special:
+            allowed = frozenset()
+        else:
+            allowed = frozenset(allowed_special)
+            unknown = allowed - self.special_tokens.keys()
+            if unknown:
+                raise ValueError(f"{self.name}: not special tokens: {sorted(unknown)}")
+        ids = [self._id_for("bos")] if bos else []
+        if not allowed:
+            ids += self.encode_ordinary(text)
+        else:
+            for k, part in enumerate(_special_regex(allowed).split(text)):
+                if k % 2:  # split() with a capturing group puts the matches at odd indices
+                    ids.append(self.special_tokens[part])
+                elif part:
+                    ids += self.encode_ordinary(part)
+        if eos:
+            ids.append(self._id_for("eos"))
+        return ids
+
+    def _id_for(self, which: str) -> int:
+        i = getattr(self, f"{which}_id")
+        if i is None:
+            raise ValueError(f"{self.name}: has no {which} token")
+        return i
+
+    # ---- decoding -----------------------------------------------------------------------
+    def decode_bytes(self, ids) -> bytes:
+        try:
+            return b"".join(map(self._decoder.__getitem__, ids))
+        except KeyError as exc:
+            raise ValueError(f"{self.name}: token id {exc.args[0]} is not in the "
+                             f"vocabulary (size {self.vocab_size})") from None
+
+    def decode(self, ids) -> str:
+        """Ids -> text; bytes that are not valid UTF-8 become U+FFFD, never an error."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # ---- training and files -------------------------------------------------------------
+    @classmethod
+    def train(cls, text: str, vocab_size: int, pattern: str | None = "gpt4",
+              special_tokens=None, verbose: bool = False) -> "BPETokenizer":
+        """Learn merges from text; see :func:`scratchllm.tokenizers.train.train_bpe`."""
+        from .train import train_bpe
+        return train_bpe(text, vocab_size, pattern=pattern, special_tokens=special_tokens,
+                         verbose=verbose)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer in scratchllm's JSON format (see :mod:`.fileformat`)."""
+        from .fileformat import save_bpe
+        save_bpe(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "BPETokenizer":
+        from .fileformat import load_bpe
+        return load_bpe(path)
+
+    def __repr__(self) -> str:
+        return (f"BPETokenizer(name={self.name!r}, vocab_size={self.vocab_size}, "
+                f"pattern={self.pattern!r}, special_tokens={len(self.special_tokens)})")
+
+
+@functools.lru_cache(maxsize=64)
+def _special_regex(allowed: frozenset) -> re.Pattern:
+    alternatives = sorted(allowed, key=lambda s: (-len(s), s))  # longest first
+    return re.compile("(" + "|".join(map(re.escape, alternatives)) + ")")

@@ -1,0 +1,144 @@
+"""Command-line pieces: ``scratchllm tokenizer train|encode|decode`` and ``bench tokenize``.
+
+    scratchllm tokenizer train --input corpus.txt --vocab-size 4096 --pattern gpt4 --out tok.json
+    scratchllm tokenizer encode --tokenizer gpt2 --text "Hello world"        # -> 15496 995
+    scratchllm tokenizer decode --tokenizer gpt2 --ids "15496 995"           # -> Hello world
+    scratchllm bench tokenize [--json]        # side by side with tiktoken (needs tiktoken)
+
+Each ``add_*`` function registers parsers with ``set_defaults(func=handler)``;
+``handler(args)`` returns the exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+__all__ = ["add_tokenizer_commands", "add_bench_tokenize", "run_bench_tokenize"]
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise SystemExit(f"error: {path}: not UTF-8 text ({exc})") from None
+
+
+def _write_or_print(text: str, out: str | None) -> None:
+    if out:
+        from .fileformat import atomic_write_text
+        atomic_write_text(out, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _cmd_train(args) -> int:
+    from .bpe import BPETokenizer
+    text = _read_text(args.input)
+    t0 = time.perf_counter()
+    tok = BPETokenizer.train(text, args.vocab_size, pattern=args.pattern,
+                             special_tokens=args.special or None, verbose=args.verbose)
+    seconds = time.perf_counter() - t0
+    tok.save(args.out)
+    print(f"trained {len(tok.merges)} merges (vocab {tok.vocab_size}) on {len(text):,} "
+          f"characters in {seconds:.2f} s -> {args.out}")
+    return 0
+
+
+def _cmd_encode(args) -> int:
+    from .load import load_tokenizer
+    tok = load_tokenizer(args.tokenizer)
+    text = args.text if args.text is not None else _read_text(args.input)
+    kwargs = {"bos": args.bos, "eos": args.eos}
+    if args.allowed_special and hasattr(tok, "special_tokens"):
+        kwargs["allowed_special"] = ("all" if args.allowed_special == ["all"]
+                                     else set(args.allowed_special))
+    ids = tok.encode(text, **kwargs)
+    _write_or_print(" ".join(map(str, ids)) + "\n", args.out)
+    return 0
+
+
+def _cmd_decode(args) -> int:
+    from .load import load_tokenizer
+    tok = load_tokenizer(args.tokenizer)
+    raw = args.ids if args.ids is not None else _read_text(args.input)
+    try:
+        ids = [int(x) for x in raw.replace(",", " ").split()]
+    except ValueError as exc:
+        raise SystemExit(f"error: ids must be integers separated by spaces ({exc})") from None
+    _write_or_print(tok.decode(ids), args.out)
+    return 0
+
+
+def add_tokenizer_commands(subparsers) -> argparse.ArgumentParser:
+    """Register ``tokenizer train|encode|decode`` on a subparsers object."""
+    p = subparsers.add_parser("tokenizer", help="train a BPE tokenizer, encode, decode")
+    sub = p.add_subparsers(dest="tokenizer_command", required=True)
+
+    t = sub.add_parser("train", help="train byte-level BPE on a text file")
+    t.add_argument("--input", required=True, help="UTF-8 text file")
+    t.add_argument("--vocab-size", type=int, required=True, help="256 bytes + merges")
+    t.add_argument("--pattern", default="gpt4",
+                   help='split pattern: gpt2, gpt4, llama3, none, or a regex (default gpt4)')
+    t.add_argument("--special", nargs="*", default=[], help="special tokens, ids after merges")
+    t.add_argument("--out", required=True, help="tokenizer file to write (JSON)")
+    t.add_argument("--verbose", action="store_true", help="print every merge")
+    t.set_defaults(func=_cmd_train)
+
+    for name, func in (("encode", _cmd_encode), ("decode", _cmd_decode)):
+        e = sub.add_parser(name, help=f"{name} with any tokenizer load_tokenizer reads")
+        e.add_argument("--tokenizer", required=True, help='"gpt2" or a tokenizer file/folder')
+        src = e.add_mutually_exclusive_group(required=True)
+        if name == "encode":
+            src.add_argument("--text", help="text to encode")
+            src.add_argument("--input", help="text file to encode")
+            e.add_argument("--bos", action="store_true", help="prepend the begin-of-text id")
+            e.add_argument("--eos", action="store_true", help="append the end-of-text id")
+            e.add_argument("--allowed-special", nargs="*", default=[],
+                           help='special tokens to recognise in the text ("all" for all)')
+        else:
+            src.add_argument("--ids", help='ids, e.g. "15496 995"')
+            src.add_argument("--input", help="file of whitespace-separated ids")
+        e.add_argument("--out", help="write here instead of stdout")
+        e.set_defaults(func=func)
+    return p
+
+
+def add_bench_tokenize(bench_subparsers) -> argparse.ArgumentParser:
+    """Register ``bench tokenize`` on the bench command's subparsers."""
+    from .bench import default_corpus, default_llama3
+    b = bench_subparsers.add_parser("tokenize", help="BPE training and encoding vs tiktoken")
+    b.add_argument("--input", default=default_corpus(), help="text corpus (UTF-8)")
+    b.add_argument("--vocab-size", type=int, default=4096, help="vocab for the training run")
+    b.add_argument("--pattern", default="gpt4", help="split pattern for training")
+    b.add_argument("--llama3", default=default_llama3(), help="Llama 3 tokenizer.model (optional)")
+    b.add_argument("--peer-train-chars", type=int, default=100_000,
+                   help="corpus prefix for the training comparison with tiktoken's educational "
+                        "trainer (it recounts every pair per merge)")
+    b.add_argument("--peer-train-vocab", type=int, default=512)
+    b.add_argument("--repeat", type=int, default=3, help="timing repeats (best is reported)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=run_bench_tokenize)
+    return b
+
+
+def run_bench_tokenize(args) -> int:
+    from .bench import bench_tokenize
+    if not args.input or not os.path.isfile(args.input):
+        raise SystemExit(f"error: corpus {args.input!r} not found; pass --input FILE")
+    result = bench_tokenize(_read_text(args.input), vocab_size=args.vocab_size,
+                            pattern=args.pattern, llama3=args.llama3,
+                            peer_train_chars=args.peer_train_chars,
+                            peer_train_vocab=args.peer_train_vocab, repeat=args.repeat)
+    result["input"] = args.input
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        from .bench import format_report
+        print(format_report(result))
+    return 0

@@ -1,0 +1,204 @@
+"""``TrainConfig``: every knob of a training run, in one flat dataclass.
+
+A run's configuration is a preset, then a config file (TOML or JSON), then ``key=value``
+overrides, then the named command-line options, each layer overriding the one before:
+
+>>> cfg = TrainConfig().updated({"n_layer": "6", "lr": "1e-3"})
+>>> cfg.n_layer, cfg.lr
+(6, 0.001)
+
+The config is saved as JSON in every checkpoint (``train_config.json``), so a run can be
+resumed, and compared with the one asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ScratchLLMError
+
+
+@dataclass
+class TrainConfig:
+    preset: str | None = None        # the preset this config started from (informational)
+    # model (ignored with init_from: the pretrained model's architecture is used)
+    arch: str = "gpt"                # "gpt" (GPT-2 family) or "llama"
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None     # llama only: key/value heads (None = n_head)
+    n_embd: int = 128
+    block_size: int = 128            # context length in tokens
+    dropout: float = 0.0
+    bias: bool = True                # gpt only: biases in Linear and LayerNorm
+    init_from: str | None = None     # a pretrained model: anything sl.load_model reads
+    # data
+    data: list = field(default_factory=list)  # text files or folders; empty = bundled Tiny Shakespeare
+    tokenizer: str | None = "char"   # "char", "bpe" (trained on the corpus), "gpt2", a tokenizer path;
+                                     # None with init_from: the pretrained model's own tokenizer
+    bpe_vocab_size: int = 512
+    val_fraction: float = 0.1
+    # optimisation
+    batch_size: int = 32
+    grad_accum_steps: int = 1
+    max_steps: int = 5000
+    max_minutes: float = 0.0         # time budget; 0 = none. Ends gracefully with a final eval
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0           # 0 = no clipping
+    seed: int = 1337
+    # evaluation, logging, the final sample
+    eval_interval: int = 250
+    eval_batches: int = 20
+    log_interval: int = 10
+    sample_tokens: int = 300
+    sample_prompt: str = "\n"
+    temperature: float = 0.8
+    top_k: int | None = None
+
+    # --------------------------------------------------------------- building
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+        return cls().updated(d, source=source)
+
+    def updated(self, overrides: dict, source: str = "override") -> "TrainConfig":
+        """A copy with ``overrides`` applied; strings are parsed to the field's type."""
+        hints = typing.get_type_hints(TrainConfig)
+        values = self.to_dict()
+        for key, value in overrides.items():
+            if key not in hints:
+                raise ScratchLLMError(f"{source}: unknown config key {key!r}; known keys: {', '.join(hints)}")
+            values[key] = _coerce(value, hints[key], key, source)
+        cfg = TrainConfig(**values)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        def need(cond, msg):
+            if not cond:
+                raise ScratchLLMError(f"{source}: {msg}")
+        need(self.arch in ("gpt", "llama"), f"arch must be 'gpt' or 'llama', got {self.arch!r}")
+        for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps",
+                    "max_steps", "eval_interval", "eval_batches", "log_interval", "bpe_vocab_size"):
+            need(getattr(self, key) >= 1, f"{key} must be at least 1, got {getattr(self, key)}")
+        need(self.n_embd % self.n_head == 0, f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.n_kv_head is not None:
+            need(self.n_kv_head >= 1 and self.n_head % self.n_kv_head == 0,
+                 f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
+        need(0.0 < self.val_fraction < 1.0, f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        need(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
+        need(self.warmup_steps >= 0 and self.max_minutes >= 0 and self.grad_clip >= 0 and self.sample_tokens >= 0,
+             "warmup_steps, max_minutes, grad_clip and sample_tokens must be >= 0")
+        need(self.tokenizer is not None or self.init_from is not None,
+             "tokenizer=None (the model's own) needs init_from")
+
+
+def _coerce(value, hint, key: str, source: str):
+    """Parse ``value`` (often a string from the command line) into the type ``hint``."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and optional:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+    else:
+        base = typing.get_origin(hint) or hint
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if base is list:
+            if isinstance(value, str):
+                return [value] if value else []
+            if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+                return list(value)
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if base is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ScratchLLMError(f"{source}: config key {key!r} expects {_type_name(hint)}, got {value!r}")
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+# ------------------------------------------------------------------ sources
+def parse_overrides(items) -> dict:
+    """``["n_layer=6", "lr=1e-3"]`` -> ``{"n_layer": "6", "lr": "1e-3"}``."""
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ScratchLLMError(f"bad override {item!r}: expected key=value")
+        out[key.strip()] = value
+    return out
+
+
+def read_config_file(path) -> dict:
+    """A flat table of config keys from a ``.toml`` or ``.json`` file (a ``[train]`` table also works)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScratchLLMError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise ScratchLLMError(f"{path}: TOML config files need Python 3.11+; use a .json file") from None
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ScratchLLMError(f"{path}: invalid TOML ({e})") from None
+    elif path.suffix.lower() == ".json":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ScratchLLMError(f"{path}: invalid JSON ({e})") from None
+    else:
+        raise ScratchLLMError(f"config file {path} must end in .toml or .json")
+    if isinstance(d, dict) and set(d) == {"train"} and isinstance(d["train"], dict):
+        d = d["train"]
+    if not isinstance(d, dict):
+        raise ScratchLLMError(f"{path}: expected a table of config keys")
+    return d
+
+
+# keys that fix what a checkpoint is: a resumed run may not change them
+RUN_IDENTITY_KEYS = ("arch", "n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "bias",
+                     "init_from", "data", "tokenizer", "bpe_vocab_size", "val_fraction")
+
+
+def identity_diff(saved: TrainConfig, asked: TrainConfig) -> list[str]:
+    """``["n_layer: 4 -> 6", ...]`` for the identity keys that differ."""
+    return [f"{k}: {getattr(saved, k)!r} -> {getattr(asked, k)!r}"
+            for k in RUN_IDENTITY_KEYS if getattr(saved, k) != getattr(asked, k)]

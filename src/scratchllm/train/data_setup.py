@@ -1,0 +1,57 @@
+"""A run's data: corpus -> tokenizer -> ``train.bin``/``val.bin`` in ``<run>/data``.
+
+Tokenizing happens once per run; a resumed run maps the same id files again.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..data import TokenFile, check_split_lengths, corpus_files, read_corpus, read_meta, write_token_files
+from ..errors import ScratchLLMError
+from .tokenizer_files import RunTokenizer, choose_tokenizer
+
+DATA_DIR = "data"
+
+
+def corpus_name(paths) -> str:
+    files = corpus_files(paths)
+    return str(files[0]) if len(files) == 1 else f"{len(files)} files under {', '.join(map(str, paths))}"
+
+
+def tokenize_corpus(cfg, run_dir, model=None, log=print, tok=None) -> RunTokenizer:
+    """Read the corpus, pick the tokenizer (unless given), write the id files; returns the tokenizer."""
+    text = read_corpus(cfg.data)
+    what = corpus_name(cfg.data)
+    tok = tok or choose_tokenizer(cfg.tokenizer, text, cfg.bpe_vocab_size, cfg.init_from, model, log)
+    log(f"tokenizing {what} ({len(text):,} characters) ...")
+    ids = tok.encode_array(text)
+    if len(ids) == 0:
+        raise ScratchLLMError(f"the corpus {what} gives no tokens")
+    n_val = int(round(len(ids) * cfg.val_fraction))
+    check_split_lengths(len(ids) - n_val, n_val, cfg.block_size, f"the corpus {what}")
+    vocab = tok.vocab_size
+    if model is not None:
+        model_vocab = int(model.config.vocab_size)
+        if int(ids.max()) >= model_vocab:
+            raise ScratchLLMError(f"the tokenizer gives id {int(ids.max())} but the model {cfg.init_from} "
+                                  f"has only {model_vocab} ids; give the model's own tokenizer")
+        vocab = max(vocab, model_vocab)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    meta = write_token_files(ids, Path(run_dir) / DATA_DIR, vocab, cfg.val_fraction,
+                             extra_meta={"corpus": what, "corpus_sha256": digest, "characters": len(text)})
+    log(f"{meta['train_tokens']:,} training and {meta['val_tokens']:,} validation tokens, "
+        f"vocabulary {tok.vocab_size}")
+    return tok
+
+
+def open_token_files(run_dir):
+    """The memory-mapped ``(train, val)`` id files of a run, or None when they are not (all) there."""
+    folder = Path(run_dir) / DATA_DIR
+    meta = read_meta(folder)
+    if meta is None:
+        return None
+    try:
+        return TokenFile(folder / "train.bin", meta["dtype"]), TokenFile(folder / "val.bin", meta["dtype"])
+    except (ScratchLLMError, KeyError, TypeError):
+        return None

@@ -1,0 +1,37 @@
+"""Named starting configurations for ``scratchllm train --preset NAME``.
+
+- ``shakespeare-char``: the main job. A 4-layer GPT over the 65 characters of Tiny
+  Shakespeare; reaches validation loss <= 1.60 nats/char within 15 minutes on 2 CPU cores.
+- ``shakespeare-bpe``: the same corpus through a byte-level BPE trained on it.
+- ``llama-tiny``: the Llama architecture (RMSNorm, RoPE, SwiGLU) on the characters.
+"""
+from __future__ import annotations
+
+from ..errors import ScratchLLMError
+from .config import TrainConfig
+
+DEFAULT_PRESET = "shakespeare-char"
+
+PRESETS = {
+    "shakespeare-char": dict(
+        arch="gpt", n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0,
+        tokenizer="char", batch_size=32, lr=3e-3, min_lr=3e-4, warmup_steps=100,
+        max_steps=5000, max_minutes=14.0, eval_interval=250, eval_batches=20,
+        weight_decay=0.1, beta2=0.99, grad_clip=1.0),
+    "shakespeare-bpe": dict(
+        arch="gpt", n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0,
+        tokenizer="bpe", bpe_vocab_size=1024, batch_size=32, lr=2e-3, min_lr=2e-4,
+        warmup_steps=100, max_steps=3000, max_minutes=14.0, eval_interval=250,
+        eval_batches=20, sample_tokens=100),
+    "llama-tiny": dict(
+        arch="llama", n_layer=4, n_head=4, n_kv_head=2, n_embd=128, block_size=128,
+        dropout=0.0, tokenizer="char", batch_size=32, lr=3e-3, min_lr=3e-4,
+        warmup_steps=100, max_steps=5000, max_minutes=14.0, eval_interval=250,
+        eval_batches=20),
+}
+
+
+def preset_config(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ScratchLLMError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return TrainConfig().updated({**PRESETS[name], "preset": name}, source=f"preset {name}")
