@@ -4,7 +4,7 @@ scikit-learn ships the digits offline (1797 images, 64 pixels of 0..16 each, lab
 it is used here only to load them and split train/test. Everything else is scratchllm:
 ``sl.nn.Linear`` layers, ``F.cross_entropy``, backward, ``AdamW`` and a warmup+cosine schedule.
 
-    python examples/digits_mlp.py --hidden 128 --epochs 30
+    python examples/digits_mlp.py --hidden 64 --epochs 30
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def accuracy(model, x, y) -> float:
     return float((logits.numpy().argmax(axis=1) == y).mean())
 
 
-def train_digits(hidden: int = 128, epochs: int = 30, seed: int = 0, lr: float = 3e-3,
+def train_digits(hidden: int = 64, epochs: int = 30, seed: int = 0, lr: float = 3e-3,
                  batch_size: int = 64, weight_decay: float = 1e-2, verbose: bool = False) -> float:
     """Train the MLP and return its accuracy on the held-out test images."""
     x_train, x_test, y_train, y_test = load_data(seed)
@@ -82,7 +82,7 @@ def train_digits(hidden: int = 128, epochs: int = 30, seed: int = 0, lr: float =
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=3e-3)

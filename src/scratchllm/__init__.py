@@ -12,5 +12,7 @@ from .autograd import Scalar, grad_check, draw_graph
 from . import nn
 from . import optim
 from .io.checkpoint import save, load
+from . import models
+from .io.load import load_model
 
 __version__ = "0.1.0"

@@ -56,11 +56,24 @@ def test_neg(shape, dtype, seed):
 
 
 @SETTINGS
+@given(shape=shapes(), dtype=FLOATS, seed=SEEDS)
+def test_input_used_several_times_sums_its_gradients(shape, dtype, seed):
+    check_op(lambda a: a * a + a * 2 + a - a.exp() * a, shape, dtype=dtype, seed=seed)
+    check_op(lambda a, b: (a * b + b) * a, shape, shape, dtype=dtype, seed=seed)
+
+
+@SETTINGS
 @given(shape=shapes(), exponent=st.sampled_from([2, 3, -1, -2, 0.5, 1.5, -0.5]), dtype=FLOATS, seed=SEEDS)
 def test_pow_number_exponent(shape, exponent, dtype, seed):
     check_op(lambda a, e: a ** e, shape, exponent, dtype=dtype, seed=seed, low=0.3, high=2.0)
     if isinstance(exponent, int) and exponent > 0:  # negative bases with integer powers
         check_op(lambda a, e: a ** e, shape, exponent, dtype=dtype, seed=seed, low=-2.0, high=2.0)
+
+
+def test_pow_at_zero_base_and_zero_exponent_matches_torch():
+    check_op(lambda a: a ** 0, np.array([0.0, 1.5, -2.0]))
+    check_op(lambda a: a ** 2, np.array([0.0, 1.5, -2.0]))
+    check_op(lambda a, b: a ** b, np.array([0.0, 0.0, 2.0, 0.0]), np.array([0.0, 2.0, 0.0, 1.0]))
 
 
 @SETTINGS
@@ -118,6 +131,24 @@ def test_clamp_incl_values_on_the_bounds(shape, lo, hi, dtype, seed):
     x = _grid(shape, seed, dtype)  # many values exactly at the bounds
     check_op(lambda a: a.clamp(min=lo, max=hi), x, dtype=dtype, seed=seed)
     check_op(lambda a: a.clamp(lo, hi), shape, dtype=dtype, seed=seed)
+
+
+@SETTINGS
+@given(shapes3=st.tuples(shapes(max_dims=3), shapes(max_dims=2), shapes(max_dims=2)),
+       which=st.sampled_from(["both", "min", "max"]), dtype=FLOATS, seed=SEEDS)
+def test_clamp_with_tensor_bounds(shapes3, which, dtype, seed):
+    sx, slo, shi = shapes3
+    try:
+        assume(np.broadcast_shapes(sx, slo, shi) == sx)  # torch: bounds broadcast to x's shape
+    except ValueError:
+        assume(False)
+    x, lo, hi = _grid(sx, seed, dtype), _grid(slo, seed + 1, dtype), _grid(shi, seed + 2, dtype)
+    if which == "both":
+        check_op(lambda a, l, h: a.clamp(l, h), x, lo, hi, dtype=dtype, seed=seed)
+    elif which == "min":
+        check_op(lambda a, l: a.clamp(min=l), x, lo, dtype=dtype, seed=seed)
+    else:
+        check_op(lambda a, h: a.clamp(max=h), x, hi, dtype=dtype, seed=seed)
 
 
 @pytest.mark.parametrize("name", ["maximum", "minimum"])

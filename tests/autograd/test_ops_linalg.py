@@ -37,7 +37,11 @@ def test_matmul_with_a_constant_operand(lead, kn, dtype, seed):
     w = np.random.default_rng(seed).standard_normal((k, n))
     check_op(lambda x, w: x @ w, tuple(lead) + (3, k), NoGrad(w), dtype=dtype, seed=seed)
     check_op(lambda w, x: x @ w, w, NoGrad(np.ones(tuple(lead) + (3, k))), dtype=dtype, seed=seed)
-    check_op(lambda x: x @ w.astype(dtype), tuple(lead) + (2, k), dtype=dtype, seed=seed)  # numpy on the right
+    wd = w.astype(dtype)
+    check_op(lambda x: x @ wd, tuple(lead) + (2, k), dtype=dtype, seed=seed,   # numpy on the right
+             torch_fn=lambda x: x @ torch.tensor(wd))
+    check_op(lambda x: wd.T @ x, (k, 2), dtype=dtype, seed=seed,               # numpy on the left
+             torch_fn=lambda x: torch.tensor(wd.T) @ x)
 
 
 EINSUMS = {

@@ -42,7 +42,7 @@ def hf_llama(seed=0, vocab=101, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, int
                                    num_hidden_layers=n_layers, num_attention_heads=n_heads,
                                    num_key_value_heads=n_kv_heads, max_position_embeddings=max_pos,
                                    rms_norm_eps=1e-5, rope_parameters=rope, tie_word_embeddings=tie,
-                                   bos_token_id=0, eos_token_id=0, pad_token_id=0)
+                                   bos_token_id=0, eos_token_id=0, pad_token_id=None)
     torch.manual_seed(seed)
     return scale_up(transformers.LlamaForCausalLM(cfg), seed, std=0.15)
 

@@ -46,7 +46,7 @@ def test_llama_logits_equal_hf(tmp_path, kw):
     assert model.config.rope_theta == kw.get("theta", 500000.0)
     ids = _ids(kw["seed"], hf.config.vocab_size, T=100)
     ref = hf_logits(hf, ids)
-    assert ref.std() > 1.0
+    assert ref.std() > 0.5  # not near uniform
     np.testing.assert_allclose(model(ids).numpy(), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -88,7 +88,7 @@ def _grad_check(ours, hf, state_names, ids, targets, transform):
     ref_loss = torch.nn.functional.cross_entropy(ref_logits.reshape(-1, ref_logits.shape[-1]),
                                                  torch.as_tensor(targets).reshape(-1))
     ref_loss.backward()
-    np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-10)
+    np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-12)
     ref_grads = {k: p.grad.numpy() for k, p in hf.named_parameters()}
     checked = 0
     for name, p in ours.named_parameters():
@@ -110,8 +110,15 @@ def test_gpt2_gradients_equal_pytorch():
     _grad_check(ours, hf, names, ids, targets, lambda n, g: g.T if n.endswith(conv) else g)
 
 
+def _rms_norm_in_input_dtype(self, x):
+    """HF's LlamaRMSNorm always computes in float32; the float64 oracle must not."""
+    return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
+
+
 @pytest.mark.parametrize("tie", [False, True])
-def test_llama_gradients_equal_pytorch(tie):
+def test_llama_gradients_equal_pytorch(tie, monkeypatch):
+    from transformers.models.llama import modeling_llama
+    monkeypatch.setattr(modeling_llama.LlamaRMSNorm, "forward", _rms_norm_in_input_dtype)
     hf = hf_llama(seed=9, tie=tie).double()
     c = hf.config
     tensors = {k: v.numpy() for k, v in hf.state_dict().items()}
@@ -122,6 +129,10 @@ def test_llama_gradients_equal_pytorch(tie):
     ids, targets = _ids(3, config.vocab_size, T=24), _ids(4, config.vocab_size, T=24)
     if tie:
         names["tok_embeddings.weight"] = "model.embed_tokens.weight"
+    # HF computes its RoPE tables in float32 even in a float64 model; use the same tables
+    cos, sin = hf.model.rotary_emb(torch.zeros(1, dtype=torch.float64), torch.arange(24)[None])
+    half = config.head_dim // 2
+    ours.rope = (cos[0, :, :half].numpy(), sin[0, :, :half].numpy())
 
     def transform(name, g):
         from scratchllm.models.weights import hf_to_meta_qk

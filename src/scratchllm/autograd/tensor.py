@@ -486,6 +486,7 @@ def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> Non
                 grads[key] = pg
             elif key in owned:
                 prev += pg
+                grads[key] = prev  # a 0-d sum is a NumPy scalar: += rebinds instead of adding in place
             else:
                 grads[key] = prev + pg
                 owned.add(key)

@@ -5,6 +5,7 @@ Each ``add_*`` registers one sub-command on the ``bench`` sub-parsers with
 """
 import argparse
 import json
+import sys
 
 from ..errors import ScratchLLMError
 
@@ -74,3 +75,21 @@ def _generate(args) -> int:
                                 peer=not args.no_peer, models=models)
     print(json.dumps(result) if args.json else format_generate(result))
     return 0
+
+
+def main(argv=None) -> int:
+    """``python -m scratchllm.bench.cli train|generate ...`` (the same as ``scratchllm bench ...``)."""
+    parser = argparse.ArgumentParser(prog="scratchllm bench")
+    sub = parser.add_subparsers(dest="bench_command", required=True)
+    add_bench_train(sub)
+    add_bench_generate(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ScratchLLMError as e:
+        print(f"scratchllm bench: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -100,7 +100,7 @@ def run_generate_bench(tiny: bool = False, new_tokens: int = 200, prompt_len: in
 def format_generate(result: dict) -> str:
     lines = [f"bench generate: batch 1, {result['prompt_tokens']}-token prompt, {result['new_tokens']} new "
              f"tokens, greedy with KV cache, {result['threads']} threads",
-             f"{'':18}{'scratchllm tok/s':>17}{'HF tok/s':>10}{'ratio':>7}  same ids"]
+             f"{'':8}{'scratchllm tok/s':>17}{'HF tok/s':>10}{'ratio':>9}  same ids"]
     for name in ("gpt2", "llama"):
         r = result.get(name)
         if r is None:
@@ -108,5 +108,5 @@ def format_generate(result: dict) -> str:
         hf = "-" if r["hf"] is None else f"{r['hf']['tokens_per_s']:.1f}"
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         same = "-" if r["ids_match"] is None else ("yes" if r["ids_match"] else f"NO (from {r['first_mismatch']})")
-        lines.append(f"{name:18}{r['scratchllm']['tokens_per_s']:>17.1f}{hf:>10}{ratio:>7}  {same}")
+        lines.append(f"{name:8}{r['scratchllm']['tokens_per_s']:>17.1f}{hf:>10}{ratio:>9}  {same}")
     return "\n".join(lines)

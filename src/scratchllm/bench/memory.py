@@ -1,8 +1,9 @@
 """Peak memory of training, measured the same way for scratchllm and torch.
 
 Method: each framework runs alone in a fresh subprocess (``python -m
-scratchllm.bench.memory``). After its imports and the batches are ready, the
-child notes its resident set size (VmRSS) and resets the kernel's high-water
+scratchllm.bench.memory``). After its imports, one training step of a toy
+model (so thread pools, kernel caches and lazy imports exist: framework
+start-up is not counted) and with the batches ready, the child notes its resident set size (VmRSS) and resets the kernel's high-water
 mark (``/proc/self/clear_refs``); it then builds the model and AdamW and runs
 two training steps (the first creates the optimizer state). ``peak_mem_mb`` is
 the high-water mark (VmHWM) minus that baseline: weights, gradients, Adam
@@ -14,6 +15,7 @@ over one more step, counting only memory allocated during that step
 (activations, gradients, temporaries) — a precise figure for optimisation work.
 """
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -39,17 +41,19 @@ def _probe(framework: str, config: str, threads: int) -> dict:
     from .train import CONFIGS, CharBatches, ScratchTrainer, TorchTrainer
 
     cfg = CONFIGS[config]
-    if framework == "torch":
-        import torch  # noqa: F401  (imported before the baseline)
+    make = (lambda c: TorchTrainer(c, None, threads)) if framework == "torch" else ScratchTrainer
+    # one step of a toy model first: thread pools, kernel caches and lazy imports are set up
+    # before the baseline, so the figure is the model's training memory, not framework start-up
+    toy = make(CONFIGS["tiny"])
+    toy.step(*CharBatches(8, 2).next())
+    del toy
+    gc.collect()
     batches = CharBatches(cfg.block_size, cfg.batch_size, cfg.vocab_size)
     data = [batches.next() for _ in range(3)]
     base = rss_mb()
     if base is None or not reset_peak_rss():
         return {"peak_mem_mb": None}
-    if framework == "torch":
-        trainer = TorchTrainer(cfg, None, threads)
-    else:
-        trainer = ScratchTrainer(cfg)
+    trainer = make(cfg)
     for x, y in data[:2]:
         trainer.step(x, y)
     out = {"peak_mem_mb": round(peak_rss_mb() - base, 1)}

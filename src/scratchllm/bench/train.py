@@ -165,7 +165,7 @@ def run_train_bench(config: str = "small", steps: int = None, warmup: int = 2, p
     cfg = CONFIGS[config]
     steps = steps if steps is not None else {"small": 30, "medium": 6}.get(config, 3)
     threads = cores_used()
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(256 if config == "tiny" else 2048)
 
     ours = ScratchTrainer(cfg, seed)
     theirs = TorchTrainer(cfg, ours.state_dict(), threads) if peer else None

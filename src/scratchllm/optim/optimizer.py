@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 
+from ..autograd.tensor import Tensor
 from ..backend import xp
 
 
@@ -133,8 +134,7 @@ class Optimizer:
 
 def _cast_state(key: str, value, p):
     """Buffers take the parameter's dtype and shape (as torch casts them); ``step`` stays a count."""
-    arr = xp.array(value.data if hasattr(value, "data") and not isinstance(value, xp.ndarray) else value,
-                   copy=True)
+    arr = xp.array(value.data if isinstance(value, Tensor) else value, copy=True)
     if key == "step":
         return arr.astype(xp.float32)
     if arr.shape != p.data.shape:

@@ -117,10 +117,10 @@ def add_bench_tokenize(bench_subparsers) -> argparse.ArgumentParser:
     b.add_argument("--vocab-size", type=int, default=4096, help="vocab for the training run")
     b.add_argument("--pattern", default="gpt4", help="split pattern for training")
     b.add_argument("--llama3", default=default_llama3(), help="Llama 3 tokenizer.model (optional)")
-    b.add_argument("--peer-train-chars", type=int, default=100_000,
+    b.add_argument("--peer-train-chars", type=int, default=50_000,
                    help="corpus prefix for the training comparison with tiktoken's educational "
                         "trainer (it recounts every pair per merge)")
-    b.add_argument("--peer-train-vocab", type=int, default=512)
+    b.add_argument("--peer-train-vocab", type=int, default=384)
     b.add_argument("--repeat", type=int, default=3, help="timing repeats (best is reported)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=run_bench_tokenize)

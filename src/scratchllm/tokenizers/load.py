@@ -5,7 +5,8 @@
   ``tokenizer.json`` (scratchllm's format), ``tokenizer.model``, ``tokenizer.bin``;
 - a file, recognised by its first bytes: ``{`` -> scratchllm JSON; ``base64 rank`` lines ->
   tiktoken (Llama 3's is recognised by its 128,000 ranks); a protobuf whose first field is a
-  piece (byte 0x0A) -> SentencePiece ``.model``; otherwise llama2.c's ``tokenizer.bin``.
+  piece (byte 0x0A), or any other ``*.model`` -> SentencePiece; otherwise llama2.c's
+  ``tokenizer.bin``.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _sniff(path: str) -> str:
         return "scratchllm"
     if _TIKTOKEN_LINE.fullmatch(head.split(b"\n", 1)[0]):
         return "tiktoken"
-    if head[:1] == b"\x0a":
+    if head[:1] == b"\x0a" or path.endswith(".model"):
         return "sentencepiece"
     return "llama2c"
 

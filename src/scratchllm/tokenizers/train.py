@@ -14,9 +14,9 @@ costs work proportional to where the pair occurs, not to the corpus size.
 
 Example::
 
-    >>> tok = train_bpe("aaab aaab", vocab_size=258, pattern=None)
-    >>> tok.merges          # (a, a) -> 256, then (256, a) -> 257
-    [(97, 97), (256, 97)]
+    >>> tok = train_bpe("aaabdaaabac", vocab_size=259, pattern=None)
+    >>> tok.merges          # aa -> 256 (4 times), ab -> 257 (2, ties with 256+a), 256+257 -> 258
+    [(97, 97), (97, 98), (256, 257)]
 """
 from __future__ import annotations
 

@@ -215,18 +215,16 @@ class Trainer:
         self._last_saved = self.step
 
     def sample(self) -> str:
+        """``sample_tokens`` tokens after ``sample_prompt``, from the model as it is now."""
         c = self.cfg
-        from ..backend import xp
         try:
             prompt = self.tokenizer.encode(c.sample_prompt) or [0]
         except Exception:                                           # a prompt outside the vocabulary
             prompt = [0]
-        ids = xp.asarray([prompt], dtype=xp.int64)[:, -c.block_size:]
         self.model.eval()
-        out = self.model.generate(ids, max_new_tokens=c.sample_tokens, temperature=c.temperature,
-                                  top_k=c.top_k, seed=c.seed)
+        ids = sliding_generate(self.model, prompt, c.sample_tokens, c.temperature, c.top_k, c.seed)
         self.model.train()
-        return self.tokenizer.decode(out[0].tolist())
+        return self.tokenizer.decode(ids)
 
     # ---------------------------------------------------------------- the loop
     def run(self, stop_at_step: int | None = None) -> TrainResult:
@@ -300,6 +298,23 @@ class Trainer:
     def _postfix(self, loss: float, tps: float) -> str:
         val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
         return f"loss {loss:.3f}{val} {tps:,.0f} tok/s"
+
+
+def sliding_generate(model, prompt, n_new: int, temperature: float, top_k, seed: int) -> list[int]:
+    """``prompt + n_new`` token ids, generating past the model's context the way nanoGPT does:
+    each chunk sees (at most) the last half-context of tokens."""
+    from ..backend import xp
+    from .setup import context_length
+    n_ctx = context_length(model)
+    ids, k = list(prompt)[-n_ctx:], 0
+    while n_new > 0:
+        ctx = ids[-max(1, n_ctx // 2):] if len(ids) >= n_ctx else ids
+        n = min(n_new, n_ctx - len(ctx))
+        out = model.generate(xp.asarray([ctx], dtype=xp.int64), max_new_tokens=n, temperature=temperature,
+                             top_k=top_k, seed=seed + k)
+        ids += out[0, len(ctx):].tolist()
+        n_new, k = n_new - n, k + 1
+    return ids
 
 
 def train(cfg: TrainConfig, out_dir, resume: bool = False, stop_at_step: int | None = None,

@@ -116,13 +116,19 @@ def pow(a, b):
     if isinstance(b, numbers.Number):
         a, b = _const(a, b)
         out = a.data ** b
+        if b == 0:  # x^0 = 1 has gradient 0, also at x = 0 (not 0 * inf)
+            return make_result(out, (a,), lambda g: (None,), "pow")
         return make_result(out, (a,), lambda g: (g * b * a.data ** (b - 1),), "pow")
     a, b = _pair(a, b)
     out = _broadcast(xp.power, a.data, b.data, "pow")
 
-    def backward(g):  # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a
-        ga = g * b.data * a.data ** (b.data - 1) if a.requires_grad else None
-        gb = g * out * xp.log(a.data) if b.requires_grad else None
+    def backward(g):  # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b log a (0 where a=0, b>=0, as torch)
+        ga = gb = None
+        with xp.errstate(divide="ignore", invalid="ignore"):
+            if a.requires_grad:
+                ga = xp.where(b.data == 0, 0, g * b.data * a.data ** (b.data - 1))
+            if b.requires_grad:
+                gb = xp.where((a.data == 0) & (b.data >= 0), 0, g * out * xp.log(a.data))
         return ga, gb
 
     return make_result(out, (a, b), backward, "pow")
@@ -215,21 +221,59 @@ def gelu(a, approximate: str = "none"):
 
 
 def clamp(a, lo=None, hi=None):
+    """Clip to [lo, hi]; bounds are numbers or tensors (tensor bounds get gradients too)."""
     if lo is None and hi is None:
         raise ValueError("clamp: at least one of min and max must be given")
-    lo_ = lo.data if isinstance(lo, Tensor) else lo
-    hi_ = hi.data if isinstance(hi, Tensor) else hi
-    out = xp.clip(a.data, lo_, hi_).astype(a.data.dtype, copy=False)
+    if isinstance(lo, Tensor) or isinstance(hi, Tensor):
+        return _clamp_tensors(a, lo, hi)
+    out = xp.clip(a.data, lo, hi).astype(a.data.dtype, copy=False)
 
     def backward(g):  # gradient flows where min <= x <= max (PyTorch's rule at the edges)
         keep = xp.ones(a.data.shape, dtype=bool)
-        if lo_ is not None:
-            keep &= a.data >= lo_
-        if hi_ is not None:
-            keep &= a.data <= hi_
+        if lo is not None:
+            keep &= a.data >= lo
+        if hi is not None:
+            keep &= a.data <= hi
         return (g * keep,)
 
     return make_result(out, (a,), backward, "clamp")
+
+
+def _clamp_tensors(a, lo, hi):
+    """clamp with tensor bounds: min(max(x, lo), hi), gradients routed as torch's clamp."""
+    x = a.data
+    lo_t = None if lo is None else (lo if isinstance(lo, Tensor) else Tensor(xp.asarray(lo, dtype=x.dtype)))
+    hi_t = None if hi is None else (hi if isinstance(hi, Tensor) else Tensor(xp.asarray(hi, dtype=x.dtype)))
+    l_ = None if lo_t is None else lo_t.data
+    h_ = None if hi_t is None else hi_t.data
+    out = x
+    try:
+        if l_ is not None:
+            out = xp.maximum(out, l_)
+        if h_ is not None:
+            out = xp.minimum(out, h_)
+    except ValueError:
+        raise ValueError(f"clamp: shapes {x.shape}, {xp.shape(l_)} and {xp.shape(h_)} cannot be broadcast together") from None
+    out = out.astype(xp.result_type(*(t.data for t in (a, lo_t, hi_t) if t is not None)), copy=False)
+    parents = tuple(t for t in (a, lo_t, hi_t) if t is not None)
+
+    def backward(g):
+        zero = xp.zeros((), dtype=g.dtype)
+        keep = True
+        if l_ is not None:
+            keep = keep & (x >= l_)
+        if h_ is not None:
+            keep = keep & (x <= h_)
+        grads = [xp.where(keep, g, zero)]
+        if l_ is not None:
+            lo_wins = (x < l_) if h_ is None else (x < l_) & (l_ < h_)
+            grads.append(xp.where(lo_wins, g, zero))
+        if h_ is not None:
+            hi_wins = (x > h_) if l_ is None else (x > h_) | (h_ < l_)
+            grads.append(xp.where(hi_wins, g, zero))
+        return tuple(grads)
+
+    return make_result(out, parents, backward, "clamp")
 
 
 def _max_or_min(a, b, pick, name):

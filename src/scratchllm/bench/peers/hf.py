@@ -11,7 +11,10 @@ def hf_from_scratchllm(model, folder, threads: int):
     """Save ``model`` as an HF folder and load it in transformers (float32, eval mode)."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     torch.set_num_threads(threads)
     model.save_pretrained(str(folder), format="hf")
     hf = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
