@@ -18,8 +18,9 @@ venv-test: $(BIN)/python
 demo: venv
 	$(BIN)/python -m scratchllm.demo
 
+# two pytest workers on two cores: one BLAS/torch thread each, so they do not fight over the cores
 test: venv-test
-	$(BIN)/python -m pytest -n 2 tests
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
