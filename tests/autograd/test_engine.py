@@ -166,6 +166,12 @@ def test_modifying_a_saved_input_before_backward_is_refused_naming_the_op():
         w[0, 0] = 7.0
     with pytest.raises(RuntimeError, match="op 'matmul'.*modified in place"):
         z.backward()
+    p = leaf([1.0, 2.0])
+    q = (p.exp() * 2).sum()
+    with sl.no_grad():      # e.g. an optimizer step between forward and backward
+        p.sub_(0.1)
+    with pytest.raises(RuntimeError, match="op 'exp'.*modified in place"):
+        q.backward()
 
 
 def test_inplace_with_an_operand_that_requires_grad_is_refused():
@@ -195,8 +201,8 @@ def test_shape_mismatch_errors_name_the_op_and_both_shapes(op, fn, shapes):
 
 
 def test_reshape_error_names_the_shapes():
-    with pytest.raises(ValueError, match=r"reshape.*\(2, 3\).*\(4, -1\)|reshape.*\(2, 3\).*\(4, 2\)"):
-        sl.randn(2, 3).reshape(4, -1) if False else sl.randn(2, 3).reshape(4, 2)
+    with pytest.raises(ValueError, match=r"reshape.*\(2, 3\).*\(4, 2\)"):
+        sl.randn(2, 3).reshape(4, 2)
     with pytest.raises(ValueError, match=r"reshape.*\(2, 3\).*\(4, -1\)"):
         sl.randn(2, 3).reshape(4, -1)
 

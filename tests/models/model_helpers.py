@@ -9,6 +9,7 @@ import transformers
 from scratchllm.models.weights import meta_to_hf_qk
 
 transformers.logging.set_verbosity_error()
+torch.set_num_threads(1)  # tiny models: threads only contend (and other test workers share the cores)
 
 
 def scale_up(model, seed: int, std: float = 0.2):

@@ -11,7 +11,7 @@ import scratchllm as sl
 from scratchllm.nn import functional as F
 from scratchllm.nn.functional.dropout import dropout_mask
 
-from ._helpers import DTYPES, assert_close, compare, compare_param_grads
+from ._helpers import DTYPES, compare, compare_param_grads
 
 FAST = settings(max_examples=10, deadline=None)
 

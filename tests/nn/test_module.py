@@ -17,7 +17,7 @@ class Block(nn.Module):
 
 
 class Net(nn.Module):
-    def __init__(self, tnn=nn, base=None):
+    def __init__(self, tnn=nn):
         super().__init__()
         self.emb = tnn.Embedding(11, 4)
         self.blocks = tnn.ModuleList([Block(4, tnn) for _ in range(2)])

@@ -11,6 +11,7 @@ Chunks repeat a lot in real text, so encoded chunks are cached (``str -> ids``).
 from __future__ import annotations
 
 import functools
+import heapq
 import os
 import re
 from itertools import chain
@@ -21,6 +22,7 @@ __all__ = ["BPETokenizer"]
 
 _INF = float("inf")
 _CACHE_LIMIT = 200_000  # chunks kept in the encode cache before it is cleared
+_LONG = 256  # chunks longer than this (bytes) merge with a heap instead of a linear scan
 
 
 class BPETokenizer:
@@ -100,6 +102,8 @@ class BPETokenizer:
         whole = ranks.get(piece)
         if whole is not None:
             return (whole,)
+        if len(piece) > _LONG:
+            return _bpe_long(ranks, piece)
         get = ranks.get
         parts = [piece[i:i + 1] for i in range(len(piece))]
         pair_ranks = [get(parts[i] + parts[i + 1], _INF) for i in range(len(parts) - 1)]
@@ -203,6 +207,46 @@ class BPETokenizer:
     def __repr__(self) -> str:
         return (f"BPETokenizer(name={self.name!r}, vocab_size={self.vocab_size}, "
                 f"pattern={self.pattern!r}, special_tokens={len(self.special_tokens)})")
+
+
+def _bpe_long(ranks: dict[bytes, int], piece: bytes) -> tuple[int, ...]:
+    """The same merges as ``BPETokenizer._bpe`` in O(n log n) for long chunks.
+
+    Parts form a linked list (``nxt``/``prv`` by start position); the heap holds
+    ``(rank, start)`` of adjacent pairs, so the lowest rank and then the leftmost pops first.
+    An entry is stale when its pair has changed since; it is then skipped.
+    """
+    n = len(piece)
+    nxt = list(range(1, n + 1))  # start of the next part (n: none)
+    prv = list(range(-1, n - 1))
+    alive = [True] * n
+
+    def part(i: int) -> bytes:
+        return piece[i:nxt[i]]
+
+    def pair_rank(i: int):
+        j = nxt[i]
+        return ranks.get(piece[i:nxt[j]]) if j < n else None
+
+    heap = [(r, i) for i in range(n - 1) if (r := pair_rank(i)) is not None]
+    heapq.heapify(heap)
+    while heap:
+        r, i = heapq.heappop(heap)
+        if not alive[i] or pair_rank(i) != r:
+            continue
+        j = nxt[i]
+        alive[j] = False
+        nxt[i] = nxt[j]
+        if nxt[j] < n:
+            prv[nxt[j]] = i
+        for k in (prv[i], i):
+            if k >= 0 and (rk := pair_rank(k)) is not None:
+                heapq.heappush(heap, (rk, k))
+    out, i = [], 0
+    while i < n:
+        out.append(ranks[part(i)])
+        i = nxt[i]
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=64)

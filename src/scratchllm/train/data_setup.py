@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..data import TokenFile, check_split_lengths, corpus_files, read_corpus, read_meta, write_token_files
 from ..errors import ScratchLLMError
-from .tokenizer_files import RunTokenizer, choose_tokenizer
+from .tokenizer_files import choose_tokenizer
 
 DATA_DIR = "data"
 
@@ -19,8 +19,11 @@ def corpus_name(paths) -> str:
     return str(files[0]) if len(files) == 1 else f"{len(files)} files under {', '.join(map(str, paths))}"
 
 
-def tokenize_corpus(cfg, run_dir, model=None, log=print, tok=None) -> RunTokenizer:
-    """Read the corpus, pick the tokenizer (unless given), write the id files; returns the tokenizer."""
+def tokenize_corpus(cfg, model=None, log=print, tok=None):
+    """Read the corpus, pick the tokenizer (unless given), encode and check the lengths.
+
+    Returns ``(tokenizer, ids, meta)``; nothing is written (see ``write_run_data``).
+    """
     text = read_corpus(cfg.data)
     what = corpus_name(cfg.data)
     tok = tok or choose_tokenizer(cfg.tokenizer, text, cfg.bpe_vocab_size, cfg.init_from, model, log)
@@ -37,12 +40,18 @@ def tokenize_corpus(cfg, run_dir, model=None, log=print, tok=None) -> RunTokeniz
             raise ScratchLLMError(f"the tokenizer gives id {int(ids.max())} but the model {cfg.init_from} "
                                   f"has only {model_vocab} ids; give the model's own tokenizer")
         vocab = max(vocab, model_vocab)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    meta = write_token_files(ids, Path(run_dir) / DATA_DIR, vocab, cfg.val_fraction,
-                             extra_meta={"corpus": what, "corpus_sha256": digest, "characters": len(text)})
+    meta = {"vocab_size": vocab, "corpus": what, "characters": len(text),
+            "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]}
+    return tok, ids, meta
+
+
+def write_run_data(run_dir, ids, meta: dict, val_fraction: float, log=print) -> dict:
+    """Write ``<run>/data/{train,val}.bin`` and ``meta.json``."""
+    meta = write_token_files(ids, Path(run_dir) / DATA_DIR, meta["vocab_size"], val_fraction,
+                             extra_meta={k: v for k, v in meta.items() if k != "vocab_size"})
     log(f"{meta['train_tokens']:,} training and {meta['val_tokens']:,} validation tokens, "
-        f"vocabulary {tok.vocab_size}")
-    return tok
+        f"vocabulary {meta['vocab_size']}")
+    return meta
 
 
 def open_token_files(run_dir):

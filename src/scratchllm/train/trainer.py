@@ -30,7 +30,7 @@ from ..errors import ScratchLLMError
 from .checkpoint import (OPTIMIZER, STATE, STATE_FORMAT, TRAIN_CONFIG, load_optimizer_state, mirror_files,
                          read_json, save_optimizer, write_folder_atomically, write_json)
 from .config import TrainConfig
-from .data_setup import open_token_files, tokenize_corpus
+from .data_setup import open_token_files, tokenize_corpus, write_run_data
 from .metrics import MetricsLog, plot_losses
 from .setup import (build_fresh_model, check_block_size, check_checkpoint_matches, check_run_folder,
                     load_model_checked, make_optimizer)
@@ -78,7 +78,6 @@ class Trainer:
         self.progress = progress
         self.log = log or (lambda msg: print(msg, flush=True))
         ckpt = check_run_folder(cfg, self.out, resume)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         if ckpt is not None:
             self._resume(ckpt)
@@ -90,16 +89,18 @@ class Trainer:
     # ---------------------------------------------------------------- setup
     def _fresh(self):
         cfg = self.cfg
-        write_json(self.out / TRAIN_CONFIG, cfg.to_dict())        # claims the folder for this run
-        if self.metrics.path.exists():
-            self.metrics.path.unlink()                            # a run that died before its first checkpoint
         model = None
         if cfg.init_from:
             model = load_model_checked(cfg.init_from, "init_from model")
             check_block_size(model, cfg)
             self.log(f"fine-tuning {cfg.init_from} ({model.config.model_type}, "
                      f"{model.num_parameters():,} parameters)")
-        self.tokenizer = tokenize_corpus(cfg, self.out, model=model, log=self.log)
+        self.tokenizer, ids, meta = tokenize_corpus(cfg, model=model, log=self.log)
+        # the input is good: now claim the folder for this run
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.out / TRAIN_CONFIG, cfg.to_dict())
+        self.metrics.path.unlink(missing_ok=True)                 # of a run that died before its first checkpoint
+        write_run_data(self.out, ids, meta, cfg.val_fraction, log=self.log)
         if model is None:
             model = build_fresh_model(cfg, self.tokenizer.vocab_size)
             self.log(f"model: {cfg.arch}, {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
@@ -137,7 +138,8 @@ class Trainer:
         self.data = open_token_files(self.out)
         if self.data is None:                                      # id files deleted: make them again
             model = self.model if cfg.init_from else None
-            tokenize_corpus(cfg, self.out, model=model, log=self.log, tok=self.tokenizer)
+            _, ids, meta = tokenize_corpus(cfg, model=model, log=self.log, tok=self.tokenizer)
+            write_run_data(self.out, ids, meta, cfg.val_fraction, log=self.log)
             self.data = open_token_files(self.out)
         self.log(f"resuming {self.out} at step {self.step} of {cfg.max_steps}"
                  + (f" (best val loss {self.best_val:.4f})" if self.best_val is not None else ""))
