@@ -8,6 +8,8 @@ same arrays; the outputs must agree, and so must every input's gradient of
 >>> check_op(lambda a, s: a + s, (4,), 2.5)                # a Python number passes through
 >>> check_op(lambda a: a.max(1), (3, 4))                   # tuple outputs (values, indices)
 """
+import os
+
 import numpy as np
 import torch
 from hypothesis import HealthCheck, settings
@@ -17,7 +19,8 @@ import scratchllm as sl
 torch.set_num_threads(1)
 
 # hypothesis budget per test: small, the whole file must stay fast on 2 cores
-SETTINGS = settings(max_examples=20, deadline=None, derandomize=False,
+# (SCRATCHLLM_HYPOTHESIS_EXAMPLES=500 for a long bug hunt)
+SETTINGS = settings(max_examples=int(os.environ.get("SCRATCHLLM_HYPOTHESIS_EXAMPLES", 20)), deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 RTOL = {np.dtype(np.float64): 1e-7, np.dtype(np.float32): 1e-4}

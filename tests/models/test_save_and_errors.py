@@ -23,6 +23,10 @@ TINY = {
                          max_seq_len=32, rope_theta=500000.0),
     "llama-tied": LlamaConfig(vocab_size=53, dim=32, n_layers=1, n_heads=2, multiple_of=16, max_seq_len=32,
                               tie_embeddings=True),
+    "llama-scaled-rope": LlamaConfig(vocab_size=53, dim=32, n_layers=1, n_heads=2, multiple_of=16, max_seq_len=32,
+                                     rope_theta=500000.0, rope_scaling={"factor": 8.0, "low_freq_factor": 1.0,
+                                                                        "high_freq_factor": 4.0,
+                                                                        "original_max_position_embeddings": 8.0}),
 }
 
 
@@ -43,7 +47,7 @@ def test_save_pretrained_scratchllm_round_trip(tmp_path, name):
     np.testing.assert_array_equal(back(IDS).numpy(), model(IDS).numpy())
 
 
-@pytest.mark.parametrize("name", ["gpt", "llama", "llama-tied"])
+@pytest.mark.parametrize("name", ["gpt", "llama", "llama-tied", "llama-scaled-rope"])
 def test_save_pretrained_hf_loads_in_transformers(tmp_path, name):
     model = _model(name)
     model.save_pretrained(tmp_path / "hf", format="hf")
@@ -62,6 +66,22 @@ def test_folders_written_by_sl_save_or_safetensors_numpy_load(tmp_path):
     save_file({k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}, folder / "weights.safetensors")
     (folder / "config.json").write_text(json.dumps({"format": "scratchllm", **model.config.to_dict()}))
     np.testing.assert_array_equal(sl.load_model(folder)(IDS).numpy(), model(IDS).numpy())
+
+
+@pytest.mark.parametrize("cfg,theta,scaled", [
+    ({"rope_theta": 500000.0}, 500000.0, False),                                         # transformers 4.x
+    ({"rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}}, 500000.0, False),  # 5.x
+    ({"rope_theta": None, "rope_scaling": {"rope_theta": 1e6, "rope_type": "default"}}, 1e6, False),
+    ({"rope_theta": 5e5, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                          "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}},
+     5e5, True),
+    ({}, 10000.0, False)])
+def test_rope_theta_wherever_transformers_put_it(cfg, theta, scaled):
+    from scratchllm.io.hf import rope_settings
+    got_theta, scaling = rope_settings(cfg, "config.json")
+    assert got_theta == theta and (scaling is not None) == scaled
+    with pytest.raises(ScratchLLMError, match="rope_type 'yarn' is not supported"):
+        rope_settings({"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}, "config.json")
 
 
 def test_presets_and_meta_hidden_size():

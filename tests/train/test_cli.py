@@ -25,6 +25,7 @@ def run(*argv):
 def test_train_then_resume(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert run("--out", out, "--data", corpus, "--max-steps", 4, *OVERRIDES) == 0
+    assert (out / "loss.png").is_file() and (out / "metrics.jsonl").is_file()
     printed = capsys.readouterr().out
     assert "--- sample" in printed and f"scratchllm generate --model {out}" in printed
     assert json.loads((out / "latest" / "trainer_state.json").read_text())["step"] == 4
@@ -32,10 +33,39 @@ def test_train_then_resume(corpus, tmp_path, capsys):
     assert "resuming" in capsys.readouterr().out
     assert json.loads((out / "latest" / "trainer_state.json").read_text())["step"] == 6
     assert json.loads((out / "train_config.json").read_text())["max_steps"] == 6
-    # the same command again: the run is complete, nothing changes but a sample is printed
+    # the same command again (as `make demo` twice): the run is complete, nothing changes
     before = snapshot(out / "latest")
-    assert run("--out", out, "--resume") == 0
-    assert snapshot(out / "latest") == before
+    assert run("--out", out, "--data", corpus, "--max-steps", 6, *OVERRIDES) == 0
+    assert snapshot(out / "latest") == before and "--- sample" in capsys.readouterr().out
+
+
+def test_ctrl_c_saves_and_stops(corpus, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+    from scratchllm.train.trainer import Trainer
+    real_step = Trainer.train_step
+
+    def step_then_ctrl_c(self):
+        loss = real_step(self)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)      # the handler only raises a flag
+        return loss
+    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
+    out = tmp_path / "run"
+    assert run("--out", out, "--data", corpus, "--max-steps", 10, *OVERRIDES) == 130
+    assert "continue with --resume" in capsys.readouterr().out
+    assert json.loads((out / "latest" / "trainer_state.json").read_text())["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_generate_from_a_run_folder(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("--out", out, "--data", corpus, "--max-steps", 2, "tokenizer=bpe", "bpe_vocab_size=280",
+               *OVERRIDES) == 0
+    capsys.readouterr()
+    assert main(["generate", "--model", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "5",
+                 "--seed", "0"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:")
 
 
 def test_config_file(corpus, tmp_path):

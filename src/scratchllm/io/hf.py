@@ -143,7 +143,7 @@ def rope_settings(cfg: dict, path: str) -> tuple:
     scaling = cfg.get("rope_scaling") or {}
     if not isinstance(params, dict) or not isinstance(scaling, dict):
         raise ScratchLLMError(f"{path}: rope_parameters / rope_scaling must be objects")
-    theta = cfg.get("rope_theta", params.get("rope_theta", scaling.get("rope_theta", 10000.0)))
+    theta = cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta") or 10000.0
     kind = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
     if kind == "default":
         return float(theta), None

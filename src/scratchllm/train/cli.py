@@ -1,4 +1,4 @@
-"""``scratchllm train``: train a model from a preset, a config file and ``key=value`` overrides.
+"""Train a language model from a preset, a config file and key=value overrides.
 
     scratchllm train                                    # the main job: shakespeare-char
     scratchllm train --preset llama-tiny --max-steps 2000

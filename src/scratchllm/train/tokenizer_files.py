@@ -135,19 +135,17 @@ def model_tokenizer(init_from, model=None, log=print) -> RunTokenizer:
     """A pretrained model's own tokenizer: the files beside its weights, else GPT-2's for GPT-2 models."""
     path = Path(init_from)
     folder = path if path.is_dir() else path.parent
-    if (folder / SOURCE).is_file():            # a scratchllm checkpoint
+    if (folder / SOURCE).is_file():            # a scratchllm checkpoint or run folder
         return load_run_tokenizer(folder)
-    candidates = [folder / n for n in TOKENIZER_FILE_NAMES if (folder / n).is_file()]
-    if candidates:
+    problem = "no tokenizer files"
+    if any((folder / n).is_file() for n in TOKENIZER_FILE_NAMES):
         try:
             return path_tokenizer(folder)
-        except ScratchLLMError:
-            if len(candidates) == 1:
-                return path_tokenizer(candidates[0])
-            raise
+        except ScratchLLMError as e:
+            problem = f"the tokenizer files could not be read ({e})"
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) == "gpt" and getattr(config, "vocab_size", None) == 50257:
-        log(f"no tokenizer files beside {init_from}; using GPT-2's tokenizer (the model has its 50257 ids)")
+        log(f"{problem} beside {init_from}; using GPT-2's tokenizer (the model has its 50257 ids)")
         return named_tokenizer("gpt2")
-    raise ScratchLLMError(f"no tokenizer found beside {init_from}; give one with tokenizer=PATH "
+    raise ScratchLLMError(f"{problem} beside {init_from}; give one with tokenizer=PATH "
                           f"(a tokenizer file or folder) or tokenizer=gpt2")

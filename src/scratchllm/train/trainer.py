@@ -82,6 +82,8 @@ class Trainer:
         if ckpt is not None:
             self._resume(ckpt)
         else:
+            if (self.out / TRAIN_CONFIG).is_file():
+                self.log(f"{self.out} holds no checkpoint of this run yet: starting it from step 0")
             self._fresh()
         self.train_ids, self.val_ids = self.data
         self.params = [p for _, p in self.model.named_parameters() if p.requires_grad]
