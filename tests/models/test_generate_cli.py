@@ -3,7 +3,6 @@ import argparse
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import scratchllm as sl
@@ -64,4 +63,3 @@ def test_generate_without_tokenizer_is_a_clear_error(tmp_path, capsys):
     build_model(GPTConfig(vocab_size=300, block_size=16, n_layer=1, n_head=1, n_embd=8)).save_pretrained(tmp_path)
     with pytest.raises(ScratchLLMError, match="no tokenizer found beside"):
         _run(["--model", str(tmp_path), "--prompt", "x"], capsys)
-    assert np is not None

@@ -115,7 +115,8 @@ def test_malicious_pth_is_refused_and_nothing_runs(tmp_path, payload):
 
 def test_pth_reader_handles_strided_and_offset_tensors(tmp_path):
     base = torch.randn(6, 10, dtype=torch.float64)
-    state = {"t": base.t(), "s": base[1:4, 2:7].float(), "h": torch.randn(3, 5).half(), "b": torch.randn(4, 4).bfloat16()}
+    state = {"t": base.t(), "s": base[1:4, 2:7].float(), "h": torch.randn(3, 5).half(),
+             "b": torch.randn(4, 4).bfloat16()}
     torch.save(state, tmp_path / "x.pth")
     got = load_pth(str(tmp_path / "x.pth"))
     for k, v in state.items():

@@ -4,13 +4,12 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 import transformers
 from safetensors.numpy import load_file, save_file
 
 import scratchllm as sl
 from scratchllm.errors import ScratchLLMError
-from scratchllm.models import GPT, GPTConfig, Llama, LlamaConfig, build_model
+from scratchllm.models import GPT, GPTConfig, LlamaConfig, build_model
 
 from .model_helpers import hf_gpt2, hf_logits
 
@@ -221,4 +220,5 @@ def test_error_bad_generate_arguments():
         model.generate(IDS[:, :3], 5, temperature=-1)
     with pytest.raises(ScratchLLMError, match="token ids must lie"):
         model(np.array([[1, 99]]))
-    assert isinstance(_model("llama"), Llama) and torch is not None
+    with pytest.raises(ScratchLLMError, match="top_p"):
+        _model("llama").generate(IDS[:, :3], 5, top_p=1.5)

@@ -31,12 +31,19 @@ def find_tokenizer(model_path: str, vocab_size: int):
     """The tokenizer beside ``model_path`` (its folder, or a .bin's folder); GPT-2's for a GPT-2 vocab."""
     from ..tokenizers import load_tokenizer
     folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.path.abspath(model_path))
-    try:
-        return load_tokenizer(folder)
-    except (ScratchLLMError, FileNotFoundError, ValueError, KeyError) as e:
-        if vocab_size == GPT2_VOCAB:
-            return load_tokenizer("gpt2")
-        raise ScratchLLMError(f"no tokenizer found beside {model_path} ({e}); pass --tokenizer PATH") from None
+    candidates = [folder] + [os.path.join(folder, *name) for name in
+                             (("tokenizer.model",), ("tokenizer.bin",), ("original", "tokenizer.model"))]
+    problems = []
+    for cand in candidates:
+        if cand != folder and not os.path.isfile(cand):
+            continue
+        try:
+            return load_tokenizer(cand)
+        except (ScratchLLMError, FileNotFoundError, ValueError, KeyError) as e:
+            problems.append(str(e))
+    if vocab_size == GPT2_VOCAB:
+        return load_tokenizer("gpt2")
+    raise ScratchLLMError(f"no tokenizer found beside {model_path} ({'; '.join(problems)}); pass --tokenizer PATH")
 
 
 def _encode(tok, text: str, add_bos: bool):

@@ -45,7 +45,8 @@ class TrainConfig:
     batch_size: int = 32
     grad_accum_steps: int = 1
     max_steps: int = 5000
-    max_minutes: float = 0.0         # time budget; 0 = none. Ends gracefully with a final eval
+    max_minutes: float = 0.0         # time budget of this session (a resume gets a new one); 0 = none.
+                                     # Ends gracefully: final eval, checkpoint, sample
     lr: float = 3e-3
     min_lr: float = 3e-4
     warmup_steps: int = 100

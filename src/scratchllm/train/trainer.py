@@ -86,6 +86,7 @@ class Trainer:
                 self.log(f"{self.out} holds no checkpoint of this run yet: starting it from step 0")
             self._fresh()
         self.train_ids, self.val_ids = self.data
+        self._last_saved = self.step if self.step > 0 else None
         self.params = [p for _, p in self.model.named_parameters() if p.requires_grad]
 
     # ---------------------------------------------------------------- setup
@@ -234,7 +235,6 @@ class Trainer:
     def run(self, stop_at_step: int | None = None) -> TrainResult:
         from tqdm.auto import tqdm
         c, flag = self.cfg, _StopFlag()
-        self._last_saved = self.step if self.step > 0 else None
         tokens_per_step = c.batch_size * c.block_size * c.grad_accum_steps
         reason = "max_steps"
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress, unit="step",
