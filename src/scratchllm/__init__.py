@@ -14,5 +14,6 @@ from . import optim
 from .io.checkpoint import save, load
 from . import models
 from .io.load import load_model
+from .tokenizers import BPETokenizer, load_tokenizer
 
 __version__ = "0.1.0"

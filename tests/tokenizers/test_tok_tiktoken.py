@@ -64,3 +64,12 @@ def test_gpt2_known_ids_and_endoftext(gpt2):
     assert gpt2.encode("<|endoftext|>", allowed_special="all") == [50256]
     assert gpt2.encode("<|endoftext|>") != [50256]
     assert gpt2.encode("a", bos=True, eos=True) == [50256, 64, 50256]
+
+
+def test_long_chunks_use_the_heap_path_and_still_match(gpt2, gpt2_ref):
+    import random
+    rng = random.Random(0)
+    for alphabet in ("ab", "etaoinshrdlu", "é中😀"):
+        word = "".join(rng.choice(alphabet) for _ in range(3000))  # one pre-token chunk
+        text = f"{word} {word[:700]}"
+        assert gpt2.encode(text) == gpt2_ref.encode_ordinary(text)

@@ -75,10 +75,14 @@ def test_save_load_round_trip(trained, corpus, tmp_path):
 
 
 def test_custom_pattern_none_and_decode_errors(tmp_path):
-    tok = BPETokenizer.train("hello hello world", 270, pattern=r"\p{L}+|\s+")
+    tok = BPETokenizer.train("hello hello world", 270, pattern=r"\p{L}+|\s+",
+                             special_tokens={"<s>": 300, "</s>": 301}, bos="<s>", eos="</s>")
     tok.save(tmp_path / "t.json")
     again = load_tokenizer(tmp_path / "t.json")
     assert again.pattern == r"\p{L}+|\s+" and again.encode("hello") == tok.encode("hello")
+    assert again.encode("hello", bos=True, eos=True) == [300, *tok.encode("hello"), 301]
+    none = BPETokenizer.train("hello hello world", 262, pattern=None)
+    assert none.encode("hello hello") == [none.token_to_id("hello "), none.token_to_id("hello")]
     assert tok.decode([0xE2, 0x82]) == "\ufffd"  # invalid UTF-8 never raises
     with pytest.raises(ValueError, match="not in the vocabulary"):
         tok.decode([99999])

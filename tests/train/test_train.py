@@ -131,10 +131,11 @@ def test_fine_tune_hf_gpt2_folder(tmp_path):
     text = "The quick brown fox jumps over the lazy dog. " * 60
     (tmp_path / "new.txt").write_text(text)
     from scratchllm.train import TrainConfig
-    cfg = TrainConfig().updated(dict(init_from=str(tmp_path / "gpt2-tiny"), tokenizer="gpt2",
+    cfg = TrainConfig().updated(dict(init_from=str(tmp_path / "gpt2-tiny"), tokenizer=None,   # the model's own
                                      data=[str(tmp_path / "new.txt")], block_size=32, batch_size=4, max_steps=12,
                                      warmup_steps=2, lr=3e-3, eval_interval=6, eval_batches=2, sample_tokens=5))
     trainer = Trainer(cfg, tmp_path / "ft", progress=False, log=lambda m: None)
+    assert (trainer.tokenizer.kind, trainer.tokenizer.name) == ("name", "gpt2")   # no files: GPT-2's by its vocab
     ids = np.array([load_tokenizer("gpt2").encode(text[:64])])
     with sl.no_grad():                                   # it starts from the HF weights exactly
         ours = trainer.model(ids).numpy()

@@ -32,8 +32,9 @@ def machine() -> dict:
                     break
     except OSError:
         pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cores": cores_used(), "python": platform.python_version(),
-            "numpy": xp.__version__}
+            "numpy": xp.__version__, "loadavg_1m": load}  # a busy machine skews every figure
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:

@@ -22,6 +22,7 @@ __all__ = ["BPETokenizer"]
 
 _INF = float("inf")
 _CACHE_LIMIT = 200_000  # chunks kept in the encode cache before it is cleared
+_BYTES = [bytes([b]) for b in range(256)]
 _LONG = 256  # chunks longer than this (bytes) merge with a heap instead of a linear scan
 
 
@@ -93,6 +94,8 @@ class BPETokenizer:
         if isinstance(token, str) and token in self.special_tokens:
             return self.special_tokens[token]
         key = token.encode("utf-8") if isinstance(token, str) else token
+        if key not in self._ranks:
+            raise KeyError(f"{self.name}: {token!r} is not a token")
         return self._ranks[key]
 
     # ---- encoding -----------------------------------------------------------------------
@@ -105,8 +108,8 @@ class BPETokenizer:
         if len(piece) > _LONG:
             return _bpe_long(ranks, piece)
         get = ranks.get
-        parts = [piece[i:i + 1] for i in range(len(piece))]
-        pair_ranks = [get(parts[i] + parts[i + 1], _INF) for i in range(len(parts) - 1)]
+        parts = list(map(_BYTES.__getitem__, piece))
+        pair_ranks = [get(a + b, _INF) for a, b in zip(parts, parts[1:])]
         while pair_ranks:
             best = min(pair_ranks)
             if best == _INF:
@@ -118,7 +121,7 @@ class BPETokenizer:
                 pair_ranks[i - 1] = get(parts[i - 1] + parts[i], _INF)
             if i < len(pair_ranks):
                 pair_ranks[i] = get(parts[i] + parts[i + 1], _INF)
-        return tuple(ranks[p] for p in parts)
+        return tuple(map(ranks.__getitem__, parts))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode text with special-token text treated as ordinary text."""
@@ -188,11 +191,12 @@ class BPETokenizer:
     # ---- training and files -------------------------------------------------------------
     @classmethod
     def train(cls, text: str, vocab_size: int, pattern: str | None = "gpt4",
-              special_tokens=None, verbose: bool = False) -> "BPETokenizer":
+              special_tokens=None, bos: str | None = None, eos: str | None = None,
+              verbose: bool = False) -> "BPETokenizer":
         """Learn merges from text; see :func:`scratchllm.tokenizers.train.train_bpe`."""
         from .train import train_bpe
         return train_bpe(text, vocab_size, pattern=pattern, special_tokens=special_tokens,
-                         verbose=verbose)
+                         bos=bos, eos=eos, verbose=verbose)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer in scratchllm's JSON format (see :mod:`.fileformat`)."""

@@ -52,13 +52,19 @@ def _special_ids(special_tokens, first_id: int) -> dict[str, int]:
 
 
 def train_bpe(text: str, vocab_size: int, pattern: str | None = "gpt4", special_tokens=None,
+              bos: str | None = None, eos: str | None = None,
               verbose: bool = False) -> BPETokenizer:
     """Learn ``vocab_size - 256`` merges from ``text``.
 
     ``vocab_size`` counts the ordinary tokens (256 bytes + merges); special tokens (a list of
     texts, or a dict text -> id) get the ids after them. Training stops early when no pair is
     left to merge. If a merge would build bytes that already are a token, the chunks are
-    rewritten to that token and no new id is made (so token bytes stay unique).
+    rewritten to that token and no new id is made (so token bytes stay unique). ``bos``/``eos``
+    name special tokens for ``encode(..., bos=True, eos=True)``.
+
+    Cost: each merge rewrites the chunks that hold the pair, so it grows with chunk length.
+    With a split pattern chunks are words (vocab 4,096 on tiny Shakespeare: about a second);
+    with ``pattern=None`` the whole text is one chunk and every merge rewrites all of it.
     """
     if vocab_size < 256:
         raise ValueError(f"vocab_size must be at least 256 (the bytes), got {vocab_size}")
@@ -115,5 +121,5 @@ def train_bpe(text: str, vocab_size: int, pattern: str | None = "gpt4", special_
                     del counts[p]
     special = _special_ids(special_tokens, len(vocab))
     ranks = {t: i for i, t in enumerate(vocab)}
-    return BPETokenizer(ranks, pattern=pattern, special_tokens=special, merges=merges,
-                        name="trained")
+    return BPETokenizer(ranks, pattern=pattern, special_tokens=special, bos=bos, eos=eos,
+                        merges=merges, name="trained")

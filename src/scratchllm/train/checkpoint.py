@@ -4,10 +4,12 @@ A run folder looks like this::
 
     runs/shakespeare-char/
         train_config.json        the run's TrainConfig (what makes it "this run")
-        config.json, model.safetensors, <tokenizer file>   the best model, so
+        config.json, model.safetensors, tokenizer.json, tokenizer_source.json
+                                 the best model (hard links into best/), so
                                  `scratchllm generate --model runs/shakespeare-char` works
-        latest/                  the last checkpoint: model files, tokenizer,
-                                 optimizer.safetensors, trainer_state.json, train_config.json
+        latest/                  the last checkpoint: the model files and tokenizer as above,
+                                 optimizer.safetensors, trainer_state.json (step, best and last
+                                 val loss, elapsed time, RNG states), train_config.json
         best/                    the same, at the lowest validation loss so far
         data/                    train.bin, val.bin, meta.json (token ids)
         metrics.jsonl, loss.png
