@@ -1,7 +1,6 @@
 """load_tokenizer detects the format by content; malformed files raise errors naming the file."""
 import base64
 import struct
-from pathlib import Path
 
 import pytest
 
