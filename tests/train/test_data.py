@@ -143,3 +143,15 @@ def test_split_and_length_checks():
         check_split_lengths(180, 20, 128, "the corpus x.txt")
     with pytest.raises(ScratchLLMError, match="token file not found"):
         TokenFile("/nonexistent/ids.bin", "uint16")
+
+
+def test_load_tokenizer_reads_char_tokenizer_file(tmp_path):
+    import scratchllm as sl
+    from scratchllm.tokenizers import CharTokenizer
+    tok = CharTokenizer.train("to be or not to be")
+    tok.save(tmp_path / "tokenizer.json")
+    for where in (tmp_path / "tokenizer.json", tmp_path):
+        loaded = sl.load_tokenizer(where)
+        assert isinstance(loaded, CharTokenizer)
+        assert loaded.encode("not to be") == tok.encode("not to be")
+        assert loaded.decode(tok.encode("or not")) == "or not"

@@ -1,5 +1,5 @@
 """Data: text -> token-id files (memory-mapped) -> random batches; the bundled Tiny Shakespeare."""
-from .char_tokenizer import CharTokenizer
+from ..tokenizers.char import CharTokenizer
 from .corpus import bundled_corpus_path, corpus_files, read_corpus
 from .dataset import TokenFile, check_split_lengths, id_dtype, read_meta, split_ids, write_token_files
 

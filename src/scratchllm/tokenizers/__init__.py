@@ -7,9 +7,10 @@ llama2.c and SentencePiece (Llama 2) files. Only the standard library is used.
     [15496, 995]
 """
 from .bpe import BPETokenizer
+from .char import CharTokenizer
 from .load import load_tokenizer
 from .pretokenize import PATTERNS
 from .sentencepiece import SentencePieceBPE
 from .tiktoken_file import Llama3ChatFormat
 
-__all__ = ["BPETokenizer", "SentencePieceBPE", "Llama3ChatFormat", "load_tokenizer", "PATTERNS"]
+__all__ = ["BPETokenizer", "CharTokenizer", "SentencePieceBPE", "Llama3ChatFormat", "load_tokenizer", "PATTERNS"]

@@ -3,7 +3,7 @@
 - ``"gpt2"``: GPT-2's files bundled in the package (works offline);
 - a folder with ``encoder.json`` + ``vocab.bpe`` (GPT-2 format), or with one of
   ``tokenizer.json`` (scratchllm's format), ``tokenizer.model``, ``tokenizer.bin``;
-- a file, recognised by its first bytes: ``{`` -> scratchllm JSON; ``base64 rank`` lines ->
+- a file, recognised by its first bytes: ``{`` -> scratchllm JSON (byte-level BPE, or character-level); ``base64 rank`` lines ->
   tiktoken (Llama 3's is recognised by its 128,000 ranks); a protobuf whose first field is a
   piece (byte 0x0A), or any other ``*.model`` -> SentencePiece; otherwise llama2.c's
   ``tokenizer.bin``.
@@ -33,6 +33,16 @@ def _sniff(path: str) -> str:
     return "llama2c"
 
 
+def _json_format(path: str):
+    """The ``"format"`` field of a scratchllm JSON tokenizer file (None if unreadable)."""
+    import json
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def load_tokenizer(path_or_name: str | os.PathLike, **kwargs):
     """Load a tokenizer; ``kwargs`` go to the reader (tiktoken files: ``pattern``,
     ``special_tokens``, ``bos``, ``eos``). Returns an object with ``encode``/``decode``."""
@@ -55,7 +65,10 @@ def load_tokenizer(path_or_name: str | os.PathLike, **kwargs):
         return load_gpt2(os.path.dirname(path) or ".")
     kind = _sniff(path)
     if kind == "scratchllm":
+        from .char import FORMAT as CHAR_FORMAT, CharTokenizer
         from .fileformat import load_bpe
+        if _json_format(path) == CHAR_FORMAT:
+            return CharTokenizer.load(path)
         return load_bpe(path)
     if kind == "tiktoken":
         from .tiktoken_file import load_tiktoken

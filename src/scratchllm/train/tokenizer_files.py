@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..data.char_tokenizer import CharTokenizer
+from ..tokenizers.char import CharTokenizer
 from ..errors import ScratchLLMError
 from .checkpoint import read_json, write_json
 
