@@ -34,15 +34,34 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ScratchLLMError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError, KeyError) as e:
-        if os.environ.get("SCRATCHLLM_DEBUG"):
+    except (ScratchLLMError, OSError, ValueError, KeyError, ImportError) as e:
+        if os.environ.get("SCRATCHLLM_DEBUG") or (isinstance(e, ImportError) and not _optional(e)):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"scratchllm {args.command}: error: {msg}", file=sys.stderr)
+        print(f"scratchllm {args.command}: error: {_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"scratchllm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+_OPTIONAL = {"torch", "transformers", "tiktoken", "sentencepiece", "sklearn", "regex"}
+
+
+def _optional(e: ImportError) -> bool:
+    """A missing benchmark/test-only package (the bench commands' peers), not a bug of ours."""
+    return (e.name or "").split(".")[0] in _OPTIONAL
+
+
+def _message(e: BaseException) -> str:
+    """One line for the user: KeyError's bare key, what to install for a missing optional package."""
+    if isinstance(e, ImportError):
+        return (f"this command needs the package {e.name!r}, a benchmark/test dependency; "
+                f"install it with: pip install -e '.[test]'")
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
+
+from ..errors import ScratchLLMError
 
 __all__ = ["add_tokenizer_commands", "add_bench_tokenize", "run_bench_tokenize"]
 
@@ -24,9 +27,11 @@ def _read_text(path: str) -> str:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except FileNotFoundError:
-        raise SystemExit(f"error: {path}: no such file") from None
+        raise ScratchLLMError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ScratchLLMError(f"{path}: is a folder, not a text file") from None
     except UnicodeDecodeError as exc:
-        raise SystemExit(f"error: {path}: not UTF-8 text ({exc})") from None
+        raise ScratchLLMError(f"{path}: not UTF-8 text ({exc})") from None
 
 
 def _write_or_print(text: str, out: str | None) -> None:
@@ -37,16 +42,31 @@ def _write_or_print(text: str, out: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _check_pattern(pattern: str) -> str:
+    """A bare word must be a pattern name: "gpt5" is a typo, not a regex that matches "gpt5"."""
+    from .pretokenize import PATTERNS
+    if re.fullmatch(r"\w+", pattern) and pattern != "none" and pattern not in PATTERNS:
+        raise ScratchLLMError(f"unknown split pattern name {pattern!r}; choose one of: "
+                              f"{', '.join(PATTERNS)}, none (or give a regex)")
+    return pattern
+
+
 def _cmd_train(args) -> int:
     from .bpe import BPETokenizer
+    pattern = _check_pattern(args.pattern)
     text = _read_text(args.input)
+    if not text:
+        raise ScratchLLMError(f"{args.input}: the file is empty; nothing to train on")
     t0 = time.perf_counter()
-    tok = BPETokenizer.train(text, args.vocab_size, pattern=args.pattern,
+    tok = BPETokenizer.train(text, args.vocab_size, pattern=pattern,
                              special_tokens=args.special or None, verbose=args.verbose)
     seconds = time.perf_counter() - t0
     tok.save(args.out)
     print(f"trained {len(tok.merges)} merges (vocab {tok.vocab_size}) on {len(text):,} "
           f"characters in {seconds:.2f} s -> {args.out}")
+    if 256 + len(tok.merges) < args.vocab_size:
+        print(f"note: no pair left to merge; the vocabulary stops at {256 + len(tok.merges)} of the "
+              f"{args.vocab_size} asked for (give more text)", file=sys.stderr)
     return 0
 
 
@@ -70,7 +90,7 @@ def _cmd_decode(args) -> int:
     try:
         ids = [int(x) for x in raw.replace(",", " ").split()]
     except ValueError as exc:
-        raise SystemExit(f"error: ids must be integers separated by spaces ({exc})") from None
+        raise ScratchLLMError(f"ids must be integers separated by spaces ({exc})") from None
     _write_or_print(tok.decode(ids), args.out)
     return 0
 
@@ -130,7 +150,7 @@ def add_bench_tokenize(bench_subparsers) -> argparse.ArgumentParser:
 def run_bench_tokenize(args) -> int:
     from .bench import bench_tokenize
     if not args.input or not os.path.isfile(args.input):
-        raise SystemExit(f"error: corpus {args.input!r} not found; pass --input FILE")
+        raise ScratchLLMError(f"corpus {args.input!r} not found; pass --input FILE")
     result = bench_tokenize(_read_text(args.input), vocab_size=args.vocab_size,
                             pattern=args.pattern, llama3=args.llama3,
                             peer_train_chars=args.peer_train_chars,

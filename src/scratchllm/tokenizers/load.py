@@ -56,11 +56,17 @@ def load_tokenizer(path_or_name: str | os.PathLike, **kwargs):
     if os.path.isdir(path):
         if all(os.path.isfile(os.path.join(path, f)) for f in ("encoder.json", "vocab.bpe")):
             return load_gpt2(path)
+        skipped = ""
         for name in _FOLDER_FILES:
-            if os.path.isfile(os.path.join(path, name)):
-                return load_tokenizer(os.path.join(path, name), **kwargs)
+            file = os.path.join(path, name)
+            if not os.path.isfile(file):
+                continue
+            if name == "tokenizer.json" and not str(_json_format(file) or "").startswith("scratchllm"):
+                skipped = " (its tokenizer.json is not scratchllm's format, e.g. HF's; not read)"
+                continue   # an HF folder: its tokenizer.model, if any, is read instead
+            return load_tokenizer(file, **kwargs)
         raise FileNotFoundError(f"{path}: folder holds no tokenizer (looked for encoder.json + "
-                                f"vocab.bpe, {', '.join(_FOLDER_FILES)})")
+                                f"vocab.bpe, {', '.join(_FOLDER_FILES)}){skipped}")
     if os.path.basename(path) in ("encoder.json", "vocab.bpe"):
         return load_gpt2(os.path.dirname(path) or ".")
     kind = _sniff(path)

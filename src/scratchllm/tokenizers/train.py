@@ -44,11 +44,23 @@ def _merge_chunk(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int
 
 
 def _special_ids(special_tokens, first_id: int) -> dict[str, int]:
+    """Special tokens (a list of texts, or a dict text -> id) -> dict text -> id.
+
+    >>> _special_ids(["<|endoftext|>", "<|pad|>"], 300)
+    {'<|endoftext|>': 300, '<|pad|>': 301}
+    """
     if not special_tokens:
         return {}
+    texts = list(special_tokens)
+    for text in texts:
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"special tokens must be non-empty strings, got {text!r}")
+    twice = sorted({t for t in texts if texts.count(t) > 1})
+    if twice:
+        raise ValueError(f"special token(s) given more than once: {twice}")
     if isinstance(special_tokens, dict):
         return {str(k): int(v) for k, v in special_tokens.items()}
-    return {text: first_id + k for k, text in enumerate(special_tokens)}
+    return {text: first_id + k for k, text in enumerate(texts)}
 
 
 def train_bpe(text: str, vocab_size: int, pattern: str | None = "gpt4", special_tokens=None,
@@ -68,6 +80,7 @@ def train_bpe(text: str, vocab_size: int, pattern: str | None = "gpt4", special_
     """
     if vocab_size < 256:
         raise ValueError(f"vocab_size must be at least 256 (the bytes), got {vocab_size}")
+    _special_ids(special_tokens, vocab_size)   # bad special tokens fail before the (long) training
     chunk_counts = Counter(split_text(text, pattern))
     chunks = [list(c.encode("utf-8")) for c in chunk_counts]
     freqs = list(chunk_counts.values())
@@ -119,7 +132,7 @@ def train_bpe(text: str, vocab_size: int, pattern: str | None = "gpt4", special_
                     heapq.heappush(heap, (-c, p))
                 else:
                     del counts[p]
-    special = _special_ids(special_tokens, len(vocab))
+    special = _special_ids(special_tokens, len(vocab))   # ids right after the merges
     ranks = {t: i for i, t in enumerate(vocab)}
     return BPETokenizer(ranks, pattern=pattern, special_tokens=special, bos=bos, eos=eos,
                         merges=merges, name="trained")
