@@ -75,3 +75,32 @@ def test_fine_tune_a_scratchllm_run_folder(tmp_path, corpus, tiny):
         np.testing.assert_array_equal(trainer.model(ids).numpy(), start(ids).numpy())
     before = trainer.evaluate()
     assert trainer.run().best_val_loss < before
+
+
+def test_fine_tune_a_meta_folder_with_its_tokenizer_model(tmp_path):
+    import json
+
+    import torch
+
+    src = tmp_path / "meta"
+    src.mkdir()
+    cfg = LlamaConfig(vocab_size=32000, dim=16, n_layers=1, n_heads=2, n_kv_heads=1, hidden_dim=64,
+                      max_seq_len=64, tie_embeddings=False)
+    original = build_model(cfg, sl.Generator(3))
+    torch.save({k: torch.from_numpy(np.array(v)).to(torch.bfloat16) for k, v in original.state_dict().items()},
+               src / "consolidated.00.pth")
+    (src / "params.json").write_text(json.dumps({"dim": 16, "n_layers": 1, "n_heads": 2, "n_kv_heads": 1,
+                                                 "vocab_size": 32000, "multiple_of": 64, "norm_eps": 1e-5}))
+    shutil.copy(DATA / "llama2" / "tokenizer.model", src / "tokenizer.model")
+    text = tmp_path / "new.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog by the river. " * 60)
+
+    trainer = finetune(src, text, tmp_path / "ft", max_steps=12)
+    tok = sl.load_tokenizer(src / "tokenizer.model")
+    assert trainer.tokenizer.encode("The quick brown fox") == tok.encode("The quick brown fox")
+    loaded = sl.load_model(src)                                    # bf16 weights, read without torch
+    with sl.no_grad():
+        ids = np.array([tok.encode("The quick brown fox")])
+        np.testing.assert_array_equal(trainer.model(ids).numpy(), loaded(ids).numpy())
+    before = trainer.evaluate()
+    assert trainer.run().best_val_loss < before - 0.3
