@@ -52,7 +52,10 @@ def main(argv=None) -> int:
             failed.append(name)
             print(f"== {name}: FAILED\n{proc.stderr[-3000:]}\n")
             continue
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result = parse_json(proc.stdout)
+        if result is None:
+            print(f"== {name} ({time.perf_counter() - t0:.0f} s): output is not JSON\n{proc.stdout[-3000:]}\n")
+            continue
         if args.json_dir:
             args.json_dir.mkdir(parents=True, exist_ok=True)
             tmp = args.json_dir / f".{name}.json.tmp"
@@ -62,6 +65,16 @@ def main(argv=None) -> int:
         print(summary(name, result) + "\n")
     print(f"all benchmarks: {time.perf_counter() - start:.0f} s" + (f", FAILED: {failed}" if failed else ""))
     return 1 if failed else 0
+
+
+def parse_json(text: str):
+    """The JSON object a bench printed: the whole output, or its last line."""
+    for candidate in (text, text.strip().splitlines()[-1] if text.strip() else ""):
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    return None
 
 
 def summary(name: str, r: dict) -> str:
