@@ -6,7 +6,7 @@ of the GPT-2 6x384 / vocab 50257 shape and the Llama shape), but the two runners
 shared machine the ratio of back-to-back runs is steadier than either figure alone.
 
     .venv/bin/python benchmarks/bench_generate_decode.py --new-tokens 200 --repeats 5
-    .venv/bin/python benchmarks/bench_generate_decode.py --layer-threads all   # or 1; default auto
+    .venv/bin/python benchmarks/bench_generate_decode.py --step-threads all   # or 1; default auto
 """
 import argparse
 import statistics
@@ -26,10 +26,10 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--models", default="gpt2,llama")
-    ap.add_argument("--layer-threads", default="auto", choices=("auto", "1", "all"),
-                    help="BLAS threads for the per-layer GEMVs of a decode step (default: timed, the faster)")
+    ap.add_argument("--step-threads", default="auto", choices=("auto", "1", "all"),
+                    help="BLAS threads for a decode step (default: timed, the faster)")
     args = ap.parse_args()
-    Decoder.layer_threads = {"auto": "auto", "1": 1, "all": None}[args.layer_threads]
+    Decoder.threads = {"auto": "auto", "1": 1, "all": None}[args.step_threads]
     threads = cores_used()
     for name in args.models.split(","):
         model = {"gpt2": build_gpt2, "llama": build_llama}[name]()
@@ -53,7 +53,7 @@ def main() -> None:
         same = np.array_equal(outs["scratchllm"], outs["hf"])
         print(f"{name:6} scratchllm {tps['scratchllm']:7.1f} tok/s  HF {tps['hf']:6.1f} tok/s  "
               f"median ratio {statistics.median(ratios):.2f}x  (ratios {', '.join(f'{r:.2f}' for r in ratios)})"
-              f"  same ids: {same}  threads {threads}, layer GEMV threads {args.layer_threads}", flush=True)
+              f"  same ids: {same}  threads {threads}, decode-step BLAS threads {args.step_threads}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ reaches ``top_p`` (nucleus), and one token is drawn from the softmax with a seed
 ``Generator``, so the same seed gives the same text.
 
 The loop feeds the prompt once through the model with a ``KVCache`` and then one
-token per step (each step costs one position's work).
+token per step (each step costs one position's work), through the model's raw-array
+decoder (models/decode.py) when it has one.
 """
 from ..autograd.grad_mode import no_grad
 from ..autograd.random import Generator, default_generator
@@ -78,6 +79,19 @@ def as_prompt(ids, vocab_size: int):
     return a.astype(xp.int64)
 
 
+def make_step(model, batch: int, max_len: int):
+    """``step(ids (B, T)) -> logits (B, V)`` of the last position, feeding a fresh KV cache.
+
+    The model's fast raw-array decoder (models/decode.py) when it has one; the Tensor path
+    ``forward_cached`` otherwise, and while dropout is active (a model in training mode).
+    """
+    dropout = getattr(model.config, "dropout", 0.0)
+    if hasattr(model, "decoder") and not (model.training and dropout):
+        return model.decoder(batch, max_len).step
+    cache = model.new_cache(batch, max_len)
+    return lambda ids: model.forward_cached(ids, cache)
+
+
 def stream_tokens(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
                   seed=None, stop_tokens=()):
     """Yield (B,) int64 arrays of new tokens, one step at a time (see ``generate``)."""
@@ -94,8 +108,8 @@ def stream_tokens(model, ids, max_new_tokens: int, temperature: float = 1.0, top
     done = xp.zeros(B, dtype=bool)
     last = None
     with no_grad():
-        cache = model.new_cache(B, T + max_new_tokens)
-        logits = model.forward_cached(prompt, cache)        # (B, V) of the last position
+        feed = make_step(model, B, T + max_new_tokens)
+        logits = feed(prompt)                               # (B, V) of the last position
         for step in range(max_new_tokens):
             nxt = sample_next(logits, temperature, top_k, top_p, gen)
             if done.any():
@@ -105,4 +119,4 @@ def stream_tokens(model, ids, max_new_tokens: int, temperature: float = 1.0, top
             yield nxt
             if done.all() or step == max_new_tokens - 1:
                 return
-            logits = model.forward_cached(nxt[:, None], cache)
+            logits = feed(nxt[:, None])

@@ -124,6 +124,11 @@ class Llama(LanguageModel):
         return KVCache(c.n_layers, batch, c.n_kv_heads, c.head_dim, min(max_len, c.max_seq_len),
                        dtype=self.tok_embeddings.weight.dtype)
 
+    def decoder(self, batch: int, max_len: int):
+        """A fast raw-array ``LlamaDecoder`` for generation (see models/decode.py)."""
+        from .decode import LlamaDecoder
+        return LlamaDecoder(self, batch, max_len)
+
     def hidden(self, ids, cache=None):
         x = F.embedding(ids, self.tok_embeddings.weight)                # (B, T, dim)
         if self.config.dropout and self.training:

@@ -1,0 +1,121 @@
+"""The raw-array decoders (models/decode.py) compute the same logits as the Tensor forward.
+
+Every config below runs a prompt, a multi-token chunk on a filled cache, then single tokens,
+in float64 (tight tolerance) and float32, and compares each step's last-position logits with
+``model(ids)`` over the whole sequence so far. HF equality of greedy ids through the fast
+path is in test_hf_models.py (``generate`` uses it).
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import scratchllm as sl
+from scratchllm.models import GPTConfig, LlamaConfig, build_model
+from scratchllm.models.blas_threads import ThreadChooser, blas_thread_count, blas_threads
+from scratchllm.models.decode import Decoder
+from scratchllm.models.generate import make_step
+
+CONFIGS = {
+    "gpt": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=2, n_embd=16),
+    "gpt-sinusoidal-nobias": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=4, n_embd=16,
+                                       positional="sinusoidal", bias=False),
+    "llama-gqa": LlamaConfig(vocab_size=61, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, multiple_of=16,
+                             max_seq_len=40, rope_theta=500000.0),
+    "llama-mha-tied": LlamaConfig(vocab_size=61, dim=32, n_layers=1, n_heads=2, multiple_of=16, max_seq_len=40,
+                                  tie_embeddings=True),
+    "llama-mqa-scaled-rope": LlamaConfig(vocab_size=61, dim=32, n_layers=1, n_heads=4, n_kv_heads=1,
+                                         multiple_of=16, max_seq_len=40, rope_scaling={
+                                             "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                             "original_max_position_embeddings": 8.0}),
+}
+
+
+def _model(name, dtype, seed=0):
+    model = build_model(CONFIGS[name], sl.Generator(seed)).to(dtype)
+    rng = np.random.default_rng(seed)
+    with sl.no_grad():  # random non-trivial norms, biases and larger weights: logits far from uniform
+        for pname, p in model.named_parameters():
+            scale = 0.3 if p.ndim == 2 else 0.2
+            base = 1.0 if "ln" in pname or "norm" in pname else 0.0
+            p.data[...] = base + scale * rng.standard_normal(p.shape)
+    return model.eval()
+
+
+def _check_steps(model, ids, chunks, rtol, atol):
+    """Feed ids (B, T) in ``chunks`` to a decoder; each step's logits == the full forward's."""
+    dec = model.decoder(ids.shape[0], ids.shape[1])
+    with sl.no_grad():
+        full = model(ids).data                                           # (B, T, V)
+    end = 0
+    for n in chunks:
+        got = dec.step(ids[:, end:end + n])
+        end += n
+        assert got.dtype == full.dtype and got.shape == (ids.shape[0], full.shape[-1])
+        np.testing.assert_allclose(got, full[:, end - 1], rtol=rtol, atol=atol)
+    assert dec.cache.pos == end
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("dtype, rtol, atol", [(np.float64, 1e-10, 1e-10), (np.float32, 1e-4, 1e-4)])
+def test_decoder_steps_equal_full_forward(name, dtype, rtol, atol):
+    model = _model(name, dtype)
+    ids = np.random.default_rng(1).integers(0, 61, size=(2, 20))
+    _check_steps(model, ids, [7, 5] + [1] * 8, rtol, atol)
+
+
+@settings(max_examples=12, deadline=None)
+@given(cuts=st.lists(st.integers(1, 6), min_size=1, max_size=8), batch=st.integers(1, 3),
+       name=st.sampled_from(["gpt", "llama-gqa"]))
+def test_any_chunking_equals_full_forward(cuts, batch, name):
+    model = _model(name, np.float64)
+    ids = np.random.default_rng(len(cuts)).integers(0, 61, size=(batch, sum(cuts)))
+    _check_steps(model, ids, cuts, 1e-10, 1e-10)
+
+
+@pytest.mark.parametrize("threads", ["auto", 1, None])
+def test_every_thread_setting_gives_the_same_ids(threads, monkeypatch):
+    model = _model("llama-gqa", np.float32)
+    prompt = np.random.default_rng(2).integers(0, 61, size=(1, 5))
+    monkeypatch.setattr(Decoder, "threads", threads)
+    fast = model.generate(prompt, 30, temperature=0.0)
+    slow = prompt
+    with sl.no_grad():
+        for _ in range(30):
+            nxt = model(slow).data[:, -1].argmax(-1)[:, None]
+            slow = np.concatenate([slow, nxt], axis=1)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_training_mode_with_dropout_keeps_the_tensor_path():
+    model = build_model(GPTConfig(vocab_size=61, block_size=40, n_layer=1, n_head=2, n_embd=16, dropout=0.1))
+    assert not hasattr(make_step(model.train(), 1, 8), "__self__")        # a closure over forward_cached
+    assert isinstance(make_step(model.eval(), 1, 8).__self__, Decoder)
+
+
+def test_blas_threads_restores_the_count():
+    before = blas_thread_count()
+    with blas_threads(1):
+        assert blas_thread_count() in (1, None)
+    with blas_threads(None):
+        assert blas_thread_count() == before
+    assert blas_thread_count() == before
+
+
+def test_thread_chooser_warms_up_both_arms_then_follows_the_faster():
+    c = ThreadChooser(warmup=2, probe_every=4, keep=3)
+    c.fixed = None                                  # choose even where BLAS has one thread here
+    cost = {1: 0.001, None: 0.004}
+    picks = []
+    for _ in range(12):
+        arm = c.pick()
+        picks.append(arm)
+        c.record(arm, cost[arm])
+    assert sorted(picks[:4], key=str) == [1, 1, None, None]                 # both arms timed first
+    assert picks[4:] == [None if (i + 5) % 4 == 0 else 1 for i in range(8)]  # probes every 4th call
+    cost = {1: 0.010, None: 0.002}                  # the machine got quieter: two threads win now
+    later = []
+    for _ in range(12):
+        later.append(c.pick())
+        c.record(later[-1], cost[later[-1]])
+    assert later[-4:] == [None if (c.calls - 3 + i) % 4 else 1 for i in range(4)]
