@@ -137,7 +137,11 @@ class Decoder:
     """``step(ids (B, T)) -> logits (B, vocab)`` of the last position; keeps a ``KVCache``."""
 
     head_weight = None       # (C, vocab)
-    threads = "auto"         # BLAS threads for a step: "auto" (timed, the faster), 1, or None (the process's)
+    # BLAS threads for a step: 1 (default: a one-row product is bound by reading the weights, which
+    # one core does at full speed, and the result never depends on timing), "auto" (timed, the
+    # faster of 1 and the process's count; rounding may then differ by ~1e-7 between runs), or
+    # None (the process's count)
+    threads = 1
 
     def __init__(self, cache: KVCache):
         self.cache = cache
