@@ -67,7 +67,7 @@ GENERATE_CASES = {
     "top-k zero": (["--top-k", "0"], ["top_k must be >= 1"]),
     "negative temperature": (["--temperature", "-1"], ["temperature must be >= 0"]),
     "negative max-new-tokens": (["--max-new-tokens", "-3"], ["max_new_tokens must be >= 0"]),
-    "prompt longer than the context": (["--prompt", "to be " * 10], ["context is 24"]),
+    "temperature not a number": (["--temperature", "nan"], ["temperature must be >= 0"]),
     "character not in the vocabulary": (["--prompt", "Zebra"], ["'Z'", "not in the vocabulary"]),
 }
 

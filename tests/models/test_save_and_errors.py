@@ -214,11 +214,27 @@ def test_error_sharded_index_names_missing_shard(tmp_path):
 
 def test_error_bad_generate_arguments():
     model = _model("gpt")
-    with pytest.raises(ScratchLLMError, match="exceeds the model's context"):
-        model.generate(IDS[:, :20], max_new_tokens=20)
+    with pytest.raises(ScratchLLMError, match="temperature"):
+        model.generate(IDS[:, :3], 5, temperature=float("nan"))
     with pytest.raises(ScratchLLMError, match="temperature"):
         model.generate(IDS[:, :3], 5, temperature=-1)
     with pytest.raises(ScratchLLMError, match="token ids must lie"):
         model(np.array([[1, 99]]))
     with pytest.raises(ScratchLLMError, match="top_p"):
         _model("llama").generate(IDS[:, :3], 5, top_p=1.5)
+
+
+@pytest.mark.parametrize("arch", ["gpt", "llama"])
+def test_generate_past_the_context_crops_like_nanogpt(arch):
+    """Beyond context_length, each next token is predicted from the last context_length tokens."""
+    model = _model(arch)
+    ctx = model.context_length
+    prompt = np.random.default_rng(5).integers(0, model.vocab_size, size=(1, ctx - 3))
+    out = model.generate(prompt, max_new_tokens=8, temperature=0.0)
+    assert out.shape == (1, ctx - 3 + 8)
+    ref = prompt.copy()
+    with sl.no_grad():
+        for _ in range(8):                                     # nanoGPT's loop: crop, full forward, argmax
+            logits = model(ref[:, -ctx:]).numpy()[:, -1]
+            ref = np.concatenate([ref, logits.argmax(-1)[:, None]], axis=1)
+    np.testing.assert_array_equal(out, ref)

@@ -56,6 +56,7 @@ def _encode(tok, text: str, add_bos: bool):
 
 
 def run_generate(args) -> int:
+    from .generate import check_sampling
     from ..io.load import load_model
     from .llama import Llama
     model = load_model(args.model)
@@ -66,10 +67,8 @@ def run_generate(args) -> int:
     if max(ids) >= model.vocab_size:
         raise ScratchLLMError(f"the tokenizer produced id {max(ids)} but the model's vocabulary has "
                               f"{model.vocab_size} entries; the tokenizer does not fit the model")
-    room = model.context_length - len(ids)
-    if room <= 0:
-        raise ScratchLLMError(f"the prompt is {len(ids)} tokens; the model's context is {model.context_length}")
-    n = min(args.max_new_tokens, room)
+    check_sampling(args.temperature, args.top_k, args.top_p, args.max_new_tokens)   # before any output
+    n = args.max_new_tokens          # past the context, the model sees the last context_length tokens
     eos = getattr(tok, "eos_id", None)
     out = sys.stdout
     out.write(args.prompt)

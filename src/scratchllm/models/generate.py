@@ -55,7 +55,7 @@ def sample_next(logits, temperature: float = 1.0, top_k=None, top_p=None, genera
 
 
 def check_sampling(temperature, top_k, top_p, max_new_tokens) -> None:
-    if temperature is None or temperature < 0:
+    if temperature is None or not temperature >= 0:      # also refuses NaN
         raise ScratchLLMError(f"temperature must be >= 0, got {temperature}")
     if top_k is not None and int(top_k) < 1:
         raise ScratchLLMError(f"top_k must be >= 1, got {top_k}")
@@ -100,16 +100,18 @@ def stream_tokens(model, ids, max_new_tokens: int, temperature: float = 1.0, top
     B, T = prompt.shape
     if max_new_tokens == 0:
         return
-    if T + max_new_tokens > model.context_length:
-        raise ScratchLLMError(f"prompt of {T} tokens + {max_new_tokens} new tokens exceeds the model's context "
-                              f"of {model.context_length} positions")
+    window = model.context_length
     gen = Generator(seed) if seed is not None else default_generator()
     stops = xp.asarray(sorted(set(int(t) for t in stop_tokens)), dtype=xp.int64)
     done = xp.zeros(B, dtype=bool)
     last = None
     with no_grad():
-        feed = make_step(model, B, T + max_new_tokens)
-        logits = feed(prompt)                               # (B, V) of the last position
+        # Past the context, the model sees only the last `window` tokens (nanoGPT's crop):
+        # then every step re-reads that window into a fresh cache.
+        feed = make_step(model, B, min(T + max_new_tokens, window))
+        history = prompt[:, -window:]
+        logits = feed(history)                              # (B, V) of the last position
+        filled = history.shape[1]
         for step in range(max_new_tokens):
             nxt = sample_next(logits, temperature, top_k, top_p, gen)
             if done.any():
@@ -119,4 +121,10 @@ def stream_tokens(model, ids, max_new_tokens: int, temperature: float = 1.0, top
             yield nxt
             if done.all() or step == max_new_tokens - 1:
                 return
-            logits = feed(nxt[:, None])
+            history = xp.concatenate([history[:, 1 - window:] if window > 1 else history[:, :0], nxt[:, None]], axis=1)
+            if filled < window:
+                logits = feed(nxt[:, None])
+                filled += 1
+            else:
+                feed = make_step(model, B, window)
+                logits = feed(history)
