@@ -13,7 +13,7 @@ from scratchllm.tokenizers import load_tokenizer
 
 from .model_helpers import write_llama2c
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"   # tests/data: the reference files
 
 
 def _run(argv, capsys):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"   # tests/data: the reference files
 CORPUS = DATA / "tinyshakespeare.txt"
 LLAMA3 = DATA / "llama3" / "tokenizer.model"
 LLAMA2_MODEL = DATA / "llama2" / "tokenizer.model"

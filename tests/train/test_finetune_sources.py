@@ -11,7 +11,7 @@ import scratchllm as sl
 from scratchllm.models import LlamaConfig, build_model
 from scratchllm.train import TrainConfig, Trainer
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"   # tests/data: the reference files
 FAST = dict(block_size=16, batch_size=4, warmup_steps=2, lr=1e-2, min_lr=1e-3, eval_interval=6,
             eval_batches=2, sample_tokens=0, seed=0)
 

@@ -29,7 +29,8 @@ def default_corpus() -> str | None:
 
 
 def default_llama3() -> str | None:
-    return _first_existing(os.path.join("..", "shared", "data", "llama3", "tokenizer.model"))
+    return _first_existing(os.path.join("tests", "data", "llama3", "tokenizer.model"),
+                           os.path.join("..", "shared", "data", "llama3", "tokenizer.model"))
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:
