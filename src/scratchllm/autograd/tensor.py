@@ -16,6 +16,7 @@ from __future__ import annotations
 import numbers
 
 from ..backend import xp
+from .allocator import keep_freed_memory
 from .grad_mode import is_grad_enabled
 
 _FLOAT_KINDS = "fc"
@@ -441,6 +442,7 @@ def _topological_order(root: Tensor) -> list:
 
 
 def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> None:
+    keep_freed_memory()  # once: later steps reuse this step's pages (see allocator.py)
     if not root.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn "
                            "(no input had requires_grad=True, or it was computed under no_grad)")
@@ -456,6 +458,7 @@ def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> Non
 
     grads = {id(root): g}
     owned = set()  # ids whose gradient array was allocated here and may be added into in place
+    handed = {id(g)}  # arrays a leaf keeps as .grad (and the caller's gradient): never kept twice
     for node in reversed(_topological_order(root)):
         g = grads.pop(id(node), None)
         if g is None:
@@ -463,7 +466,12 @@ def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> Non
         backward = node._backward
         if backward is None:  # a leaf: accumulate into .grad (kept across backward calls)
             if node.grad is None:
-                node.grad = Tensor(g if id(node) in owned else g.copy())
+                # a fresh base array (not a view, not handed to another leaf) is kept as is
+                fresh = id(node) in owned or (g.base is None and id(g) not in handed and g.flags.writeable)
+                if not fresh:
+                    g = g.copy()
+                handed.add(id(g))
+                node.grad = Tensor(g)
             else:
                 node.grad.data += g
             continue

@@ -64,8 +64,11 @@ class CausalSelfAttention(Module):
     def forward(self, x, layer: int = 0, cache=None):
         B, T, C = x.shape
         H = self.n_head
-        q, k, v = (t.reshape(B, T, H, C // H).transpose(1, 2) for t in split_projection(x, self.c_attn, 3))
         p = self.dropout if self.training else 0.0
+        if cache is None:  # training / full-sequence: one GEMM, one fused attention op, no copies
+            y = self.c_proj(F.qkv_attention(self.c_attn(x), H, is_causal=True, dropout_p=p))
+            return F.dropout(y, p, self.training) if p else y
+        q, k, v = (t.reshape(B, T, H, C // H).transpose(1, 2) for t in split_projection(x, self.c_attn, 3))
         y = cached_attention(q, k, v, layer, cache, dropout_p=p)          # (B, H, T, D)
         y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))
         return F.dropout(y, p, self.training) if p else y
@@ -137,6 +140,11 @@ class GPT(LanguageModel):
         c = self.config
         return KVCache(c.n_layer, batch, c.n_head, c.head_dim, min(max_len, c.block_size),
                        dtype=self.transformer.wte.weight.dtype)
+
+    def decoder(self, batch: int, max_len: int):
+        """A fast raw-array ``GPTDecoder`` for generation (see models/decode.py)."""
+        from .decode import GPTDecoder
+        return GPTDecoder(self, batch, max_len)
 
     def hidden(self, ids, cache=None):
         tr = self.transformer
