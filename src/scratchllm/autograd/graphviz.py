@@ -23,7 +23,8 @@ import shutil
 import tempfile
 
 from ..errors import ScratchLLMError
-from .tensor import Tensor, _freed
+from .engine import _freed
+from .tensor import Tensor
 
 FORMATS = ("svg", "png", "pdf")
 

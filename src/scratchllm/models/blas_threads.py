@@ -1,82 +1,10 @@
-"""``blas_threads(n)``: run a block with NumPy's BLAS limited to ``n`` threads (OpenBLAS), then restore.
+"""``ThreadChooser``: time one-token decode steps with 1 BLAS thread and with the process's count.
 
-Why decoding wants it: a one-token step multiplies one vector by matrices of ~0.5M
-weights, 25-50 us of work. A two-thread GEMV hands half of it to a BLAS worker thread
-and waits for it; when the machine's cores are busy with other processes that wait
-is a scheduler time slice, measured at 4-12 ms here (2 cores, load 5) -- 200x the work.
-On an idle machine, though, two threads read weights from memory about twice as fast.
-So the decoder times its one-token steps both ways (``ThreadChooser``) and uses the
-faster.
-
-The count is set through OpenBLAS's C API (ctypes, found in the libraries this process
-has loaded); where there is no OpenBLAS (or no /proc) the block just runs unchanged.
-
->>> with blas_threads(1):            # doctest: +SKIP
-...     y = W @ x
+On an idle machine two threads read weights from memory about twice as fast as one; on a busy
+one a two-thread GEMV waits a scheduler slice for its worker. ``Decoder.threads = "auto"`` uses
+this chooser; the default is a fixed single thread (see models/decode.py).
 """
-import contextlib
-import ctypes
-
-_SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-            ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-            ("openblas_set_num_threads", "openblas_get_num_threads"))
-_api = []  # [] = not looked up yet; [None] = none found; [(set, get)]
-
-
-def _loaded_openblas_paths() -> list:
-    try:
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
-    except OSError:
-        return []
-    return sorted(p for p in paths if ".so" in p)
-
-
-def _find_api():
-    for path in _loaded_openblas_paths():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for set_name, get_name in _SYMBOLS:
-            setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
-            if setter is not None and getter is not None:
-                setter.argtypes, setter.restype = [ctypes.c_int], None
-                getter.argtypes, getter.restype = [], ctypes.c_int
-                return setter, getter
-    return None
-
-
-def _get_api():
-    if not _api:
-        from ..backend import xp  # noqa: F401  (BLAS is loaded with numpy)
-        _api.append(_find_api())
-    return _api[0]
-
-
-@contextlib.contextmanager
-def blas_threads(n: int):
-    """Limit BLAS to ``n`` threads inside the block (process-wide while it runs); None: no change."""
-    api = None if n is None else _get_api()
-    if api is None:
-        yield
-        return
-    setter, getter = api
-    old = getter()
-    if old == n:
-        yield
-        return
-    setter(n)
-    try:
-        yield
-    finally:
-        setter(old)
-
-
-def blas_thread_count():
-    """The BLAS thread count now (None where it cannot be read)."""
-    api = _get_api()
-    return None if api is None else api[1]()
+from ..blas import blas_thread_count, blas_threads  # noqa: F401  (re-exported for the decoder)
 
 
 class ThreadChooser:

@@ -10,46 +10,16 @@ over a pool of Python threads instead (NumPy and BLAS release the GIL): one hand
 chunk, and the softmax / elementwise passes run on every core too.
 
 ``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for disjoint ranges a:b covering
-``range(n)``, one per core; with one core (or one item) it is a plain call. The BLAS thread count is set through
-OpenBLAS's C API (found in the loaded libraries); without OpenBLAS it is left alone.
+``range(n)``, one per core; with one core (or one item) it is a plain call. The BLAS thread count is set with ``scratchllm.blas``.
 """
-import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-_SYMBOLS = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-            ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-            ("openblas_set_num_threads", "openblas_get_num_threads"))
+from ...blas import blas_api
+
 _state = {}
 _lock = threading.Lock()
-
-
-def _blas_api():
-    """(set, get) of OpenBLAS's thread count, or None."""
-    if "api" not in _state:
-        api = None
-        try:
-            with open("/proc/self/maps") as f:
-                paths = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ".so" in ln})
-        except OSError:
-            paths = []
-        for path in paths:
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for set_name, get_name in _SYMBOLS:
-                setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype = [ctypes.c_int], None
-                    getter.argtypes, getter.restype = [], ctypes.c_int
-                    api = (setter, getter)
-                    break
-            if api:
-                break
-        _state["api"] = api
-    return _state["api"]
 
 
 def _cores() -> int:
@@ -57,7 +27,7 @@ def _cores() -> int:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
         n = os.cpu_count() or 1
-    api = _blas_api()
+    api = blas_api()
     if api is not None:  # respect the BLAS thread count the user or the bench chose
         n = min(n, max(1, api[1]()))
     return n
@@ -79,7 +49,7 @@ def chunk_edges(n_items: int, parallel: bool = True) -> list:
 
 def run_chunks(fn, edges: list) -> None:
     """``fn(i, a, b)`` for every range ``a:b`` of ``edges`` (chunk i), BLAS single-threaded meanwhile."""
-    api = _blas_api()
+    api = blas_api()
     with _lock:  # one such op at a time changes the BLAS thread count
         old = api[1]() if api is not None else 1
         if old != 1:
