@@ -15,7 +15,11 @@ float32 model stays float32 and no step allocates parameter-sized arrays after t
 from __future__ import annotations
 
 from ..backend import xp
+from ..nn.functional._threads import chunk_edges, run_chunks
 from .optimizer import Optimizer
+
+
+_PARALLEL_MIN = 1 << 16  # elements: parameters at least this big are split over the cores
 
 
 class Adam(Optimizer):
@@ -47,7 +51,15 @@ class Adam(Optimizer):
         return state
 
     def step(self) -> None:
-        """One update of every parameter that has a gradient (others are skipped)."""
+        """One update of every parameter that has a gradient (others are skipped).
+
+        The elementwise update runs on every core: each large parameter is cut into one flat
+        range per core, small ones go whole to one core each; every element gets the same
+        arithmetic whatever the split, so results do not depend on the number of cores.
+        """
+        jobs, total = [], 0
+        self._reserve([(p, g["maximize"] or (g["weight_decay"] != 0 and not self._decoupled))
+                       for g in self.param_groups for p in g["params"] if p.grad is not None])
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             weight_decay, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
@@ -61,20 +73,73 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                 state["step"] += 1
                 t = float(state["step"])
-                self._update(p, state, t, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize)
+                jobs.append(self._job(p, state, (t, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize)))
+                total += p.data.size
+        if not jobs:
+            return
+        k = len(chunk_edges(total, total >= _PARALLEL_MIN)) - 1
 
-    def _update(self, p, state, t, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize):
+        def chunk(i, _a, _b):
+            for j, (arrays, flat, hyper) in enumerate(jobs):
+                n = arrays[0].size
+                if flat and n >= _PARALLEL_MIN:
+                    lo, hi = n * i // k, n * (i + 1) // k
+                    self._update_arrays(*(x if x is None else x[lo:hi] for x in arrays), *hyper)
+                elif j % k == i:
+                    self._update_arrays(*arrays, *hyper)
+
+        run_chunks(chunk, list(range(k + 1)))
+
+    def _job(self, p, state, hyper):
+        """(arrays, flat, hyper): the update's arrays, flattened when every one can be (views, no copies)."""
+        param = p.data
+        m, v, vmax = state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq") if hyper[6] else None
         grad = p.grad.data
-        param, m, v = p.data, state["exp_avg"], state["exp_avg_sq"]
-        tmp = self._tmp(param, 0)
+        if grad.shape != param.shape:
+            grad = xp.broadcast_to(grad, param.shape)
+        tmp0 = self._own_tmp(param, 0)                       # jobs run at once: each has its own scratch
+        tmp1 = self._own_tmp(param, 1) if hyper[7] or (hyper[5] != 0 and not self._decoupled) else None
+        arrays = (param, grad, m, v, vmax, tmp0, tmp1)
+        flat = all(x is None or x.flags.c_contiguous for x in (param, m, v, vmax))
+        if flat:
+            arrays = tuple(None if x is None else x.reshape(-1) for x in arrays[:1]) + \
+                tuple(None if x is None else (x.reshape(-1) if x.flags.c_contiguous else xp.ravel(x))
+                      for x in arrays[1:])
+        return arrays, flat, hyper
+
+    def _own_tmp(self, like, slot: int):
+        """Scratch shaped like ``like``, disjoint from every other job's in this step (reused across steps)."""
+        key = ("adam", like.dtype.str, slot)
+        start = self._offsets.get(key, 0)
+        self._offsets[key] = start + like.size
+        return self._scratch[key][start:start + like.size].reshape(like.shape)
+
+    def _reserve(self, params) -> None:
+        """Size the per-step scratch (one region per parameter and slot) before any job takes a view.
+
+        ``params``: (parameter, needs the second slot) pairs."""
+        need = {}
+        for p, second in params:
+            for slot in ((0, 1) if second else (0,)):
+                key = ("adam", p.data.dtype.str, slot)
+                need[key] = need.get(key, 0) + p.data.size
+        for key, n in need.items():
+            buf = self._scratch.get(key)
+            if buf is None or buf.size < n:
+                self._scratch[key] = xp.empty(n, dtype=xp.dtype(key[1]))
+        self._offsets = {}
+
+    def _update_arrays(self, param, grad, m, v, vmax, tmp, tmp1, t, lr, beta1, beta2, eps, weight_decay,
+                       amsgrad, maximize):
+        """The update on matching arrays (whole parameters or the same range of each), all in place."""
         if maximize:
-            grad = xp.negative(grad, out=self._tmp(param, 1))
+            grad = xp.negative(grad, out=tmp1)
         if weight_decay != 0:
             if self._decoupled:
                 param *= 1 - lr * weight_decay
             else:
-                g2 = xp.multiply(param, weight_decay, out=self._tmp(param, 1))
-                grad = xp.add(grad, g2, out=g2)
+                g2 = xp.multiply(param, weight_decay, out=tmp)   # (tmp1 may hold -grad)
+                grad = xp.add(grad, g2, out=tmp1)
         # m <- m + (1 - beta1) * (g - m)
         xp.subtract(grad, m, out=tmp)
         tmp *= 1 - beta1
@@ -85,7 +150,7 @@ class Adam(Optimizer):
         tmp *= 1 - beta2
         v += tmp
         if amsgrad:
-            v = xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = xp.maximum(vmax, v, out=vmax)
         step_size = lr / (1 - beta1 ** t)
         bias_correction2_sqrt = (1 - beta2 ** t) ** 0.5
         # denom = sqrt(v) / sqrt(bc2) + eps ; p <- p - step_size * m / denom

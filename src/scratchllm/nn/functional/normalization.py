@@ -14,6 +14,7 @@ import math
 
 from ...autograd.tensor import make_result
 from ...backend import xp
+from ._threads import chunk_edges, run_chunks
 from ._util import as_float_tensor
 
 
@@ -24,50 +25,101 @@ def _rows(x, normalized_shape, who):
     return x.reshape(-1, math.prod(ns)), ns
 
 
-def _param_grads(g2d, xhat, weight, bias, ns):
-    dw = db = None
-    if weight is not None and weight.requires_grad:
-        dw = xp.einsum("nd,nd->d", g2d, xhat).reshape(ns)
-    if bias is not None and bias.requires_grad:
-        db = g2d.sum(axis=0).reshape(ns)
-    return dw, db
+_PARALLEL_MIN = 1 << 16  # elements: below this one thread is faster than a hand-off
 
 
-def _dx(g2d, xhat, rstd, w, center):
-    """rstd * (dxhat - [mean(dxhat)] - xhat * mean(dxhat * xhat)), dxhat = g * w."""
-    dxhat = g2d * w if w is not None else g2d.copy()
-    proj = xp.einsum("nd,nd->n", dxhat, xhat)[:, None]
-    proj *= 1.0 / xhat.shape[1]                          # (N, 1) mean(dxhat * xhat)
+def _split(n_rows, d):
+    """Row edges (dx, forward) and column edges (dw, db): one range of each per core."""
+    rows = chunk_edges(n_rows, n_rows * d >= _PARALLEL_MIN)
+    k = len(rows) - 1
+    return rows, [d * i // k for i in range(k + 1)]
+
+
+def _param_grads_into(g2d, xhat, dw, db, a, b):
+    """Columns a:b of dw = sum_n g * xhat and db = sum_n g (each column summed over all rows)."""
+    if dw is not None:
+        xp.einsum("nd,nd->d", g2d[:, a:b], xhat[:, a:b], out=dw[a:b])
+    if db is not None:
+        g2d[:, a:b].sum(axis=0, out=db[a:b])
+
+
+def _dx_into(g2d, xhat, rstd, w, center, dx):
+    """dx = rstd * (dxhat - [mean(dxhat)] - xhat * mean(dxhat * xhat)), dxhat = g * w (rows of one chunk)."""
+    if w is not None:
+        xp.multiply(g2d, w, out=dx)
+    else:
+        dx[...] = g2d
+    proj = xp.einsum("nd,nd->n", dx, xhat)[:, None]
+    proj *= 1.0 / xhat.shape[1]                          # (n, 1) mean(dxhat * xhat)
     if center:
-        dxhat -= dxhat.mean(axis=1, keepdims=True)
+        dx -= dx.mean(axis=1, keepdims=True)
     tmp = xhat * proj
-    dxhat -= tmp
-    dxhat *= rstd
-    return dxhat
+    dx -= tmp
+    dx *= rstd
+
+
+def _norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
+    """(dx, dw, db) of the row normalisation: dx by row ranges, dw/db by column ranges, one per core."""
+    g2d = g.reshape(xhat.shape)
+    if not g2d.flags.c_contiguous:
+        g2d = xp.ascontiguousarray(g2d)
+    n, d = xhat.shape
+    dx = xp.empty_like(xhat) if want_dx else None
+    dw = xp.empty(d, dtype=xhat.dtype) if want_dw else None
+    db = xp.empty(d, dtype=xhat.dtype) if want_db else None
+    rows, cols = _split(n, d)
+
+    def chunk(i, a, b):
+        if dx is not None:
+            _dx_into(g2d[a:b], xhat[a:b], rstd[a:b], w, center, dx[a:b])
+        _param_grads_into(g2d, xhat, dw, db, cols[i], cols[i + 1])
+
+    run_chunks(chunk, rows)
+    return dx, dw, db
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    """Forward and backward split over row ranges (one per core); each row's arithmetic is
+    the same whatever the split, so results do not depend on the number of cores."""
     x = as_float_tensor(x)
     X = x.data
     x2d, ns = _rows(X, normalized_shape, "layer_norm")
-    xhat = x2d - x2d.mean(axis=1, keepdims=True)         # (N, D) centred, becomes xhat in place
-    var = xp.einsum("nd,nd->n", xhat, xhat)[:, None]
-    var *= 1.0 / xhat.shape[1]
-    var += eps
-    rstd = xp.sqrt(var, out=var)
-    xp.reciprocal(rstd, out=rstd)                        # (N, 1)
-    xhat *= rstd
+    if not x2d.flags.c_contiguous:
+        x2d = xp.ascontiguousarray(x2d)
+    n, d = x2d.shape
+    xhat = xp.empty_like(x2d)                            # (N, D)
+    rstd = xp.empty((n, 1), dtype=x2d.dtype)             # (N, 1)
+    out = xp.empty_like(x2d)
     w = weight.data.reshape(-1) if weight is not None else None
-    out = xhat * w if w is not None else xhat.copy()
-    if bias is not None:
-        out += bias.data.reshape(-1)
+    bv = bias.data.reshape(-1) if bias is not None else None
+
+    def forward_rows(_, a, b):
+        xr, xh, rs = x2d[a:b], xhat[a:b], rstd[a:b]
+        xp.subtract(xr, xr.mean(axis=1, keepdims=True), out=xh)   # centred, becomes xhat in place
+        xp.einsum("nd,nd->n", xh, xh, out=rs[:, 0])
+        rs *= 1.0 / d
+        rs += eps
+        xp.sqrt(rs, out=rs)
+        xp.reciprocal(rs, out=rs)
+        xh *= rs
+        if w is not None:
+            xp.multiply(xh, w, out=out[a:b])
+        else:
+            out[a:b] = xh
+        if bv is not None:
+            out[a:b] += bv
+
+    run_chunks(forward_rows, _split(n, d)[0])
     parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
 
     def backward(g):
-        g2d = g.reshape(xhat.shape)
-        dx = _dx(g2d, xhat, rstd, w, center=True).reshape(X.shape) if x.requires_grad else None
-        dw, db = _param_grads(g2d, xhat, weight, bias, ns)
-        return (dx,) + tuple(d for d, p in ((dw, weight), (db, bias)) if p is not None)
+        dx, dw, db = _norm_backward(g, xhat, rstd, w, True, x.requires_grad,
+                                    weight is not None and weight.requires_grad,
+                                    bias is not None and bias.requires_grad)
+        dx = dx.reshape(X.shape) if dx is not None else None
+        dw = dw.reshape(ns) if dw is not None else None
+        db = db.reshape(ns) if db is not None else None
+        return (dx,) + tuple(dd for dd, p in ((dw, weight), (db, bias)) if p is not None)
 
     return make_result(out.reshape(X.shape), parents, backward, "layer_norm")
 
@@ -90,10 +142,11 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     parents = (x,) if weight is None else (x, weight)
 
     def backward(g):
-        g2d = g.reshape(xhat.shape)
-        dx = _dx(g2d, xhat, rstd, w, center=False).reshape(X.shape) if x.requires_grad else None
+        dx, dw, _ = _norm_backward(g, xhat, rstd, w, False, x.requires_grad,
+                                   weight is not None and weight.requires_grad, False)
+        dx = dx.reshape(X.shape) if dx is not None else None
         if weight is None:
             return (dx,)
-        return dx, _param_grads(g2d, xhat, weight, None, ns)[0]
+        return dx, (dw.reshape(ns) if dw is not None else None)
 
     return make_result(out.reshape(X.shape), parents, backward, "rms_norm")
