@@ -66,7 +66,7 @@ def _copy_mode(path: str, tmp: str) -> None:
         os.chmod(tmp, mode)
 
 
-def _fsync_dir(folder: str) -> None:
+def _fsync_dir(folder) -> None:
     """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
     with contextlib.suppress(OSError, AttributeError):
         fd = os.open(folder, os.O_RDONLY)

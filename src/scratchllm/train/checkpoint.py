@@ -21,14 +21,13 @@ and ``find_checkpoint`` picks whichever is there.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
 
 from ..errors import ScratchLLMError
-from ..io.atomic import atomic_path, atomic_write
+from ..io.atomic import _fsync_dir, atomic_path, atomic_write
 
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -70,15 +69,6 @@ def _fsync_tree(folder: Path) -> None:
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
     _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def mirror_files(src_dir, dst_dir, skip=(STATE, OPTIMIZER)) -> None:
