@@ -6,7 +6,7 @@ import pytest
 import safetensors.numpy
 
 import scratchllm as sl
-from scratchllm.io.atomic import atomic_write
+from scratchllm.atomic import atomic_write
 
 
 def test_atomic_write_replaces_on_success_and_keeps_mode(tmp_path):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
+from ..atomic import atomic_write
 from ..errors import ScratchLLMError
 from .engine import _freed
 from .tensor import Tensor
@@ -110,14 +110,5 @@ def _render(dot: str, path: str, format: str) -> None:
         raise ScratchLLMError(f"draw_graph: writing {path!r} as {format} needs " + " and ".join(missing)
                               + "; the DOT text itself is returned by draw_graph(y) without them")
     data = graphviz.Source(dot).pipe(format=format)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".draw_graph-", dir=folder)  # same folder: os.replace is atomic
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a picture is not
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        f.write(data)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..backend import xp
 from ..errors import ScratchLLMError
-from ..io.atomic import atomic_write
+from ..atomic import atomic_write
 
 META = "meta.json"
 

@@ -22,7 +22,7 @@ import struct
 
 from ..backend import xp
 from ..errors import ScratchLLMError
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 _JSON_KEYS = "scratchllm.json_keys"
 _MAX_HEADER = 100 * 1024 * 1024        # the limit safetensors itself enforces

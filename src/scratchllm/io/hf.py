@@ -253,7 +253,7 @@ def write_hf(folder: str, config, state: dict) -> None:
     """Write ``config.json`` + ``model.safetensors`` (float32) that transformers can load."""
     from safetensors.numpy import save
 
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
     cfg, tensors = hf_config_and_tensors(config, state)
     os.makedirs(folder, exist_ok=True)
     blob = save({k: xp.ascontiguousarray(v, dtype=xp.float32) for k, v in tensors.items()},

@@ -97,7 +97,7 @@ class LanguageModel(Module):
             raise ScratchLLMError(f"save_pretrained: format must be 'scratchllm' or 'hf', got {format!r}")
         from safetensors.numpy import save
 
-        from ..io.atomic import atomic_write
+        from ..atomic import atomic_write
         cfg = {"format": "scratchllm", **self.config.to_dict()}
         os.makedirs(folder, exist_ok=True)
         blob = save(state, metadata={"format": "scratchllm", "config": json.dumps(self.config.to_dict())})

@@ -10,7 +10,27 @@ from collections import OrderedDict
 from .module import Module
 
 
-class ModuleList(Module):
+class _ModuleSequence(Module):
+    """What ModuleList and Sequential share: members in order, iterated as modules."""
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def _renumber(self, items) -> None:
+        """Re-register ``items`` as "0", "1", ... (after a delete or an insert)."""
+        self._modules.clear()
+        for j, m in enumerate(items):
+            self.add_module(str(j), m)
+
+
+class ModuleList(_ModuleSequence):
     """A list of modules, indexed like a list.
 
     >>> blocks = ModuleList([Linear(4, 4) for _ in range(2)]); len(blocks)
@@ -39,19 +59,7 @@ class ModuleList(Module):
     def __delitem__(self, i):
         items = list(self._modules.values())
         del items[i if isinstance(i, slice) else self._index(i)]
-        self._modules.clear()
-        for j, m in enumerate(items):
-            self._modules[str(j)] = m
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
+        self._renumber(items)
 
     def extend(self, modules):
         for m in modules:
@@ -61,9 +69,7 @@ class ModuleList(Module):
     def insert(self, index: int, module) -> None:
         items = list(self._modules.values())
         items.insert(index, module)
-        self._modules.clear()
-        for j, m in enumerate(items):
-            self.add_module(str(j), m)
+        self._renumber(items)
 
 
 class ModuleDict(Module):
@@ -113,7 +119,7 @@ class ModuleDict(Module):
         return self._modules.pop(key)
 
 
-class Sequential(Module):
+class Sequential(_ModuleSequence):
     """Modules applied one after another: ``Sequential(Linear(2, 8), ReLU(), Linear(8, 1))``.
 
     Also takes an ``OrderedDict`` name -> module, as torch.
@@ -135,16 +141,6 @@ class Sequential(Module):
         if not -len(items) <= i < len(items):
             raise IndexError(f"Sequential index {i} is out of range for {len(items)} modules")
         return items[i]
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self._modules)), module)
-        return self
 
     def forward(self, x):
         for m in self._modules.values():

@@ -81,7 +81,7 @@ class CharTokenizer:
 
     def save(self, path) -> None:
         """Write the JSON file atomically (temporary file + rename)."""
-        from ..io.atomic import atomic_write
+        from ..atomic import atomic_write
         with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f, ensure_ascii=False)
 

@@ -36,8 +36,9 @@ def _read_text(path: str) -> str:
 
 def _write_or_print(text: str, out: str | None) -> None:
     if out:
-        from .fileformat import atomic_write_text
-        atomic_write_text(out, text)
+        from ..atomic import atomic_write
+        with atomic_write(out, "w") as f:
+            f.write(text)
     else:
         sys.stdout.write(text)
 

@@ -24,33 +24,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
+from ..atomic import atomic_write
 from .bpe import BPETokenizer
 
-__all__ = ["FORMAT", "VERSION", "save_bpe", "load_bpe", "atomic_write_text"]
+__all__ = ["FORMAT", "VERSION", "save_bpe", "load_bpe"]
 
 FORMAT = "scratchllm-bpe"
 VERSION = 1
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text to path through a temporary file in the same folder, then rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_bpe(tok: BPETokenizer, path: str | os.PathLike) -> None:
@@ -72,7 +53,8 @@ def save_bpe(tok: BPETokenizer, path: str | os.PathLike) -> None:
         rows.append(f"    [{a}, {b}, {json.dumps(shown, ensure_ascii=False)}]")
     lines.append(",\n".join(rows))
     lines += ["  ]", "}", ""]
-    atomic_write_text(path, "\n".join(lines))
+    with atomic_write(path, "w") as f:
+        f.write("\n".join(lines))
 
 
 def _fail(path, msg: str):

@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ScratchLLMError
-from ..io.atomic import _fsync_dir, atomic_path, atomic_write
+from ..atomic import fsync_dir, atomic_path, atomic_write
 
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -50,7 +50,7 @@ def write_folder_atomically(final, write) -> None:
             shutil.rmtree(old)
         os.rename(final, old)
     os.rename(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old.exists():
         shutil.rmtree(old)
 
@@ -68,7 +68,7 @@ def _fsync_tree(folder: Path) -> None:
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def mirror_files(src_dir, dst_dir, skip=(STATE, OPTIMIZER)) -> None:

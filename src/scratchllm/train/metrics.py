@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..io.atomic import atomic_path, atomic_write
+from ..atomic import atomic_path, atomic_write
 
 
 class MetricsLog:

@@ -15,13 +15,14 @@ Backward (the rules of ``scaled_dot_product_attention``), with g = dL/dy viewed 
 dq, dk, dv are written straight into the three slices of one (B, T, 3C) gradient, which is
 exactly what the ``c_attn`` linear's backward wants (no zero-filled gradient per slice, no sum).
 
+>>> from scratchllm import Tensor
 >>> y = qkv_attention(Tensor(xp.ones((2, 5, 12), dtype=xp.float32)), n_head=2)
 >>> y.shape
 (2, 5, 4)
 """
 import math
 
-from ...autograd.tensor import Tensor, make_result  # noqa: F401  (Tensor: docstring example)
+from ...autograd.tensor import make_result
 from ...backend import xp
 from ._util import as_float_tensor
 from ._threads import chunk_edges, run_chunks

@@ -35,7 +35,7 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 @contextlib.contextmanager
@@ -66,7 +66,7 @@ def _copy_mode(path: str, tmp: str) -> None:
         os.chmod(tmp, mode)
 
 
-def _fsync_dir(folder) -> None:
+def fsync_dir(folder) -> None:
     """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
     with contextlib.suppress(OSError, AttributeError):
         fd = os.open(folder, os.O_RDONLY)
