@@ -1,9 +1,10 @@
 """The multi-core paths (nn/functional/_threads.py) give the one-core results to the bit.
 
 ``make test`` runs with one BLAS thread, which also makes the thread pool use one chunk; here
-the pool is forced to 2 chunks (``_cores``), so the split code of GELU, LayerNorm, RMSNorm,
-packed attention and Adam/AdamW runs in CI too, and is compared with the one-chunk run
-(itself tested against torch elsewhere). Sizes are above each op's parallel threshold.
+the pool is forced to 2 chunks (``_cores``) and its size threshold lowered, so the split code
+of GELU, LayerNorm, RMSNorm, packed attention and Adam/AdamW runs in CI too, and is compared
+with the one-chunk run (itself tested against torch elsewhere). Linear's split products are
+compared with torch instead (BLAS rounds a half-size product differently).
 """
 import numpy as np
 import pytest
@@ -11,10 +12,14 @@ import pytest
 import scratchllm as sl
 from scratchllm.nn import functional as F
 from scratchllm.nn.functional import _threads
+from scratchllm.optim import adam
 
 
 def _run(cores, monkeypatch, fn):
+    """fn() with the pool forced to ``cores`` chunks and every op here big enough to use it."""
     monkeypatch.setattr(_threads, "_cores", lambda: cores)
+    monkeypatch.setattr(_threads, "POOL_MIN", 1 << 12)
+    monkeypatch.setattr(adam, "_POOL_TOTAL_MIN", 1 << 12)
     return fn()
 
 
@@ -66,3 +71,20 @@ def test_adam_two_chunks_equal_one_chunk_bit_for_bit(monkeypatch, opt):
 
     for a, c in zip(_run(1, monkeypatch, train), _run(2, monkeypatch, train)):
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("cores", [2, 3])
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-7), (np.float32, 1e-4)])
+def test_linear_split_over_cores_matches_torch(monkeypatch, cores, dtype, rtol):
+    """Linear's three GEMMs cut by rows over the pool: BLAS blocks the halves differently from
+    the whole (last bits differ), so the split is checked against torch, not bit for bit."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 301, 128)).astype(dtype)              # 1,204 x 128 x 200 MACs: split
+    w, b = rng.standard_normal((200, 128)).astype(dtype), rng.standard_normal(200).astype(dtype)
+    ours = _run(cores, monkeypatch, lambda: _fwd_bwd(F.linear, [x, w, b]))
+    ts = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    out = torch.nn.functional.linear(*ts)
+    out.backward(torch.tensor(np.random.default_rng(0).standard_normal(out.shape).astype(dtype)))
+    for a, t in zip(ours, [out] + [t.grad for t in ts]):
+        np.testing.assert_allclose(a, t.detach().numpy(), rtol=rtol, atol=rtol * 10)

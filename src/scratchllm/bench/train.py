@@ -4,6 +4,11 @@ One step = forward, cross-entropy, backward, AdamW update, float32, dropout 0,
 on random windows of character-level tiny Shakespeare (vocab 65). The torch
 peer gets a copy of our initial weights and the very same batches, and the two
 alternate step by step in one process (so a noisy neighbour slows both alike).
+Before each timed step the process idles ``SETTLE_S``: a framework's worker threads keep
+spinning on a core after their last parallel op (torch's OpenMP/MKL workers measured ~12 ms,
+OpenBLAS's up to ~0.1 s), and without the pause that spin would be charged to whichever
+framework runs next. Each side is timed as it would run alone; its own spinning between its
+own ops stays inside its step.
 
 Figures (all documented in benchmarks/RESULTS.md):
 - ``step_ms``: median wall time of the timed steps (warm-up steps excluded);
@@ -23,6 +28,7 @@ from ..backend import xp
 from .common import cores_used, machine, matmul_peak_gflops, summarize
 
 LR, BETAS, WEIGHT_DECAY, EPS = 6e-4, (0.9, 0.95), 0.1, 1e-8
+SETTLE_S = 0.25  # idle time before each timed step (see the module docstring)
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "tinyshakespeare.txt"
 
 
@@ -179,6 +185,8 @@ def run_train_bench(config: str = "small", steps: int = None, warmup: int = 2, p
         x, y = batches.next()
         order = trainers if i % 2 == 0 else trainers[::-1]  # alternate who goes first
         for t in order:
+            if len(trainers) > 1:
+                time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             loss = t.step(x, y)
             dt = time.perf_counter() - t0

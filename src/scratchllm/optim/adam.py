@@ -20,6 +20,7 @@ from .optimizer import Optimizer
 
 
 _PARALLEL_MIN = 1 << 16  # elements: parameters at least this big are split over the cores
+_POOL_TOTAL_MIN = 1 << 22  # elements in all: smaller models update on the calling thread (hand-offs)
 
 
 class Adam(Optimizer):
@@ -77,7 +78,7 @@ class Adam(Optimizer):
                 total += p.data.size
         if not jobs:
             return
-        k = len(chunk_edges(total, total >= _PARALLEL_MIN)) - 1
+        k = len(chunk_edges(total, total >= _POOL_TOTAL_MIN)) - 1
 
         def chunk(i, _a, _b):
             for j, (arrays, flat, hyper) in enumerate(jobs):

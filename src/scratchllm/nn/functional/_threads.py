@@ -1,23 +1,32 @@
-"""Run many small matrix products as a few single-threaded BLAS jobs on a Python thread pool.
+"""One pool of Python threads for every multi-core op of a training step (BLAS kept single-threaded).
 
-Why attention needs it: ``Q @ K^T`` on (B, H, T, D) arrays is B*H separate sgemm calls
-(NumPy loops over the stack). OpenBLAS splits each one over its threads, i.e. B*H thread
-hand-offs per product, a few thousand per training step. On an idle machine a hand-off costs
-microseconds; on a loaded one each waits for a scheduler slice (measured here, 2 cores,
-load 3-4: 0.7-23 s for the fwd+bwd of one MEDIUM attention layer with 2 BLAS threads, versus
-0.13 s with one). So attention runs with BLAS limited to one thread, and its batch is split
-over a pool of Python threads instead (NumPy and BLAS release the GIL): one hand-off per
-chunk, and the softmax / elementwise passes run on every core too.
+Why not let OpenBLAS thread the products itself: after each threaded product its worker
+threads busy-wait on their cores (for ~0.1 s, OpenBLAS's THREAD_TIMEOUT), so whatever runs next
+on those cores, e.g. the softmax or GELU passes, gets half a core. Measured on MEDIUM (2 cores):
+one attention layer's forward+backward 27 ms alone, 50 ms right after a 2-thread product; the
+whole step went from 1.60 s to 1.26-1.39 s once every product ran on this pool instead.
+Attention's B*H small products are worse still with BLAS threads: one hand-off each.
 
-``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for disjoint ranges a:b covering
-``range(n)``, one per core; with one core (or one item) it is a plain call. The BLAS thread count is set with ``scratchllm.blas``.
+So BLAS runs with one thread inside ``run_chunks`` and the work is split here instead:
+``matmul`` cuts a 2-D product by rows, attention by batch, GELU / LayerNorm / Adam by ranges
+(NumPy and BLAS release the GIL). ``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for
+disjoint ranges a:b covering ``range(n)``, one per core; with one core (or one item) it is a
+plain call. The BLAS thread count is set with ``scratchllm.blas``.
+
+Small ops stay on the calling thread: waking a pool thread costs 0.1-0.3 ms on the 2-vCPU VMs
+measured here (a halted virtual CPU needs an interrupt), more than a 100k-element op takes.
+Below ``POOL_MIN`` elements an op runs inline and a product uses BLAS's own threads (their
+spinning makes back-to-back small products cheap, and no pool op runs beside them then). So
+SMALL (n_embd 128, 768 tokens) never touches the pool and MEDIUM (384, 2048) always does.
 """
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from ...backend import xp
 from ...blas import blas_api
 
+POOL_MIN = 1 << 19  # elements: smaller ops run on the calling thread (see above)
 _state = {}
 _lock = threading.Lock()
 
@@ -39,6 +48,11 @@ def _pool(n: int) -> ThreadPoolExecutor:
         pool = _state["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scratchllm")
         _state["pool_size"] = n
     return pool
+
+
+def pooled(n_elements: int) -> bool:
+    """Whether an op on arrays of ``n_elements`` should use the pool (``POOL_MIN``)."""
+    return n_elements >= POOL_MIN
 
 
 def chunk_edges(n_items: int, parallel: bool = True) -> list:
@@ -66,3 +80,51 @@ def run_chunks(fn, edges: list) -> None:
         finally:
             if old != 1:
                 api[0](old)
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` for 2-D a (M, K), b (K, N); the rows of a (and of the output) split over the pool.
+
+    Each thread makes a single-threaded BLAS call on its rows (small products: one plain call,
+    on BLAS's own threads). BLAS blocks a half differently
+    from the whole, so the last bits depend on the number of cores (as with BLAS's own threads).
+    """
+    M, N = a.shape[0], b.shape[1]
+    if out is None:
+        out = xp.empty((M, N), dtype=xp.result_type(a, b))
+    if not pooled(max(a.size, b.size, out.size)):
+        return xp.matmul(a, b, out=out)                  # small: BLAS's own threads
+    run_chunks(lambda _, i, j: xp.matmul(a[i:j], b, out=out[i:j]), chunk_edges(M))
+    return out
+
+
+def matmuls(pairs: list) -> list:
+    """``[a @ b for a, b in pairs]`` for independent 2-D products, run side by side.
+
+    With at least one core per product each product is one whole single-threaded BLAS call on
+    its own thread (no split, so no hand-off per product and the same bits on any number of
+    cores); spare cores split the biggest products by rows. Linear's backward uses it:
+    dx = g W and dW = g^T x are equal in size, so two cores each take one.
+    """
+    outs = [xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a, b)) for a, b in pairs]
+    macs = [a.shape[0] * a.shape[1] * b.shape[1] for a, b in pairs]
+    big = pooled(max(max(a.size, b.size, out.size) for (a, b), out in zip(pairs, outs)))
+    if not big or _cores() < len(pairs):
+        for (a, b), out in zip(pairs, outs):
+            matmul(a, b, out)
+        return outs
+    shares = [1] * len(pairs)
+    for _ in range(_cores() - len(pairs)):           # a spare core goes to the biggest share
+        i = max(range(len(pairs)), key=lambda p: macs[p] / shares[p])
+        shares[i] += 1
+    jobs = []                                         # (a rows, b, out rows), one per core
+    for (a, b), out, n in zip(pairs, outs, shares):
+        e = [a.shape[0] * i // n for i in range(n + 1)]
+        jobs += [(a[i:j], b, out[i:j]) for i, j in zip(e[:-1], e[1:])]
+
+    def run(_, s, e):
+        for a, b, out in jobs[s:e]:
+            xp.matmul(a, b, out=out)
+
+    run_chunks(run, list(range(len(jobs) + 1)))
+    return outs

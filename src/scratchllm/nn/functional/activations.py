@@ -12,7 +12,7 @@ import math
 from ...autograd import ops
 from ...autograd.tensor import make_result
 from ...backend import xp
-from ._threads import chunk_edges, run_chunks
+from ._threads import chunk_edges, pooled, run_chunks
 from ._util import as_float_tensor
 
 _C = math.sqrt(2.0 / math.pi)
@@ -44,9 +44,6 @@ def tanh(x):
     return ops.tanh(as_float_tensor(x))
 
 
-_PARALLEL_MIN = 1 << 17  # elements: below this one thread is faster than a hand-off
-
-
 def _gelu_tanh(a):
     """Fused tanh-GELU; saves x and s = (1 + t) / 2 (t = tanh(u)) for a 9-pass backward:
 
@@ -69,7 +66,7 @@ def _gelu_tanh(a):
         si += 0.5                              # s = (1 + tanh u) / 2
         xp.multiply(xi, si, out=out[i:j])
 
-    run_chunks(forward_range, chunk_edges(xf.size, xf.size >= _PARALLEL_MIN))
+    run_chunks(forward_range, chunk_edges(xf.size, pooled(xf.size)))
 
     def backward(g):
         gf = g.reshape(-1) if g.flags.c_contiguous else xp.ascontiguousarray(g).reshape(-1)
@@ -87,7 +84,7 @@ def _gelu_tanh(a):
             di += si                           # dy/dx
             di *= gf[i:j]
 
-        run_chunks(backward_range, chunk_edges(xf.size, xf.size >= _PARALLEL_MIN))
+        run_chunks(backward_range, chunk_edges(xf.size, pooled(xf.size)))
         return (d.reshape(x.shape),)
 
     return make_result(out.reshape(x.shape), (a,), backward, "gelu")

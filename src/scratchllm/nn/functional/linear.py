@@ -9,6 +9,7 @@ x (B, T, in) with W (out, in) costs exactly three matrix products:
               db   = g2d.sum(0)          (out,)
 """
 from ...autograd.tensor import make_result
+from ._threads import matmul, matmuls
 from ._util import as_tensor, as_float_tensor
 
 
@@ -21,7 +22,7 @@ def linear(x, weight, bias=None):
                          f"(expected input (..., {W.shape[-1]}) and weight (out_features, in_features))")
     lead = X.shape[:-1]
     x2d = X.reshape(-1, X.shape[-1])                     # (N, in)
-    out = x2d @ W.T                                      # (N, out)
+    out = matmul(x2d, W.T)                                     # (N, out)
     if bias is not None:
         bias = as_tensor(bias)
         out += bias.data
@@ -30,8 +31,12 @@ def linear(x, weight, bias=None):
 
     def backward(g):
         g2d = g.reshape(-1, g.shape[-1])                 # (N, out)
-        dx = (g2d @ W).reshape(X.shape) if x.requires_grad else None
-        dw = g2d.T @ x2d if weight.requires_grad else None
+        if x.requires_grad and weight.requires_grad:
+            dx, dw = matmuls([(g2d, W), (g2d.T, x2d)])  # side by side, one core each
+            dx = dx.reshape(X.shape)
+        else:
+            dx = matmul(g2d, W).reshape(X.shape) if x.requires_grad else None
+            dw = matmul(g2d.T, x2d) if weight.requires_grad else None
         if bias is None:
             return dx, dw
         return dx, dw, (g2d.sum(axis=0) if bias.requires_grad else None)

@@ -14,7 +14,7 @@ import math
 
 from ...autograd.tensor import make_result
 from ...backend import xp
-from ._threads import chunk_edges, run_chunks
+from ._threads import chunk_edges, pooled, run_chunks
 from ._util import as_float_tensor
 
 
@@ -25,12 +25,11 @@ def _rows(x, normalized_shape, who):
     return x.reshape(-1, math.prod(ns)), ns
 
 
-_PARALLEL_MIN = 1 << 16  # elements: below this one thread is faster than a hand-off
 
 
 def _split(n_rows, d):
     """Row edges (dx, forward) and column edges (dw, db): one range of each per core."""
-    rows = chunk_edges(n_rows, n_rows * d >= _PARALLEL_MIN)
+    rows = chunk_edges(n_rows, pooled(n_rows * d))
     k = len(rows) - 1
     return rows, [d * i // k for i in range(k + 1)]
 

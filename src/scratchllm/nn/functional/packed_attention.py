@@ -25,7 +25,7 @@ import math
 from ...autograd.tensor import make_result
 from ...backend import xp
 from ._util import as_float_tensor
-from ._threads import chunk_edges, run_chunks
+from ._threads import chunk_edges, pooled, run_chunks
 from .dropout import dropout_mask
 
 _BLOCK, _MAX_BLOCKS = 64, 4  # causal row blocks: at least 64 query rows each, at most 4 blocks
@@ -93,7 +93,7 @@ def qkv_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: float = 0
 
     Y = xp.empty((B, T, H, D), dtype=X.dtype)
     Yh = Y.transpose(0, 2, 1, 3)                                    # (B, H, T, D) view of the output
-    edges = chunk_edges(B, parallel=dropout_p == 0.0)               # dropout draws stay in order
+    edges = chunk_edges(B, parallel=dropout_p == 0.0 and pooled(X.size))  # dropout draws stay in order
     probs = [[None] * len(blocks) for _ in edges[1:]]               # [chunk][row block] -> (P, P', mask)
 
     def forward_rows(c, b0, b1):                                    # batch rows b0:b1 (one pool thread)
