@@ -40,6 +40,22 @@ def test_qkv_attention_causal_row_blocks(dtype, T):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T", [9, 200])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("scale", [1.0, 6.0])
+def test_qkv_attention_large_and_small_scores(dtype, T, causal, scale):
+    """Scores known to lie in (-80, 80) skip softmax's max shift; larger ones (scale 6 makes
+    the bound |q| |k| pass 80) take the max-shifted path. Both vs torch."""
+    x = np.random.default_rng(T).standard_normal((2, T, 3 * 2 * 4)).astype(dtype) * scale
+    from scratchllm.nn.functional.packed_attention import _bounded
+    q = x[..., :8].reshape(2, T, 2, 4).transpose(0, 2, 1, 3) * 0.5          # scale 1/sqrt(4)
+    k = x[..., 8:16].reshape(2, T, 2, 4).transpose(0, 2, 1, 3)
+    assert _bounded(q, k) == (scale == 1.0)                                  # both paths are taken
+    compare(lambda a: F.qkv_attention(a, 2, is_causal=causal),
+            lambda a: torch_qkv_attention(a, 2, is_causal=causal), [x], dtype, T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_qkv_attention_dropout_matches_sdpa(dtype):
     """With dropout the op draws the same mask as scaled_dot_product_attention on the same generator."""
     B, T, H, D, p = 2, 5, 2, 3, 0.3

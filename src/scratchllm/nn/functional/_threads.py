@@ -82,8 +82,8 @@ def run_chunks(fn, edges: list) -> None:
                 api[0](old)
 
 
-def matmul(a, b, out=None):
-    """``a @ b`` for 2-D a (M, K), b (K, N); the rows of a (and of the output) split over the pool.
+def matmul(a, b, out=None, bias=None):
+    """``a @ b (+ bias)`` for 2-D a (M, K), b (K, N), bias (N,); rows split over the pool.
 
     Each thread makes a single-threaded BLAS call on its rows (small products: one plain call,
     on BLAS's own threads). BLAS blocks a half differently
@@ -93,18 +93,28 @@ def matmul(a, b, out=None):
     if out is None:
         out = xp.empty((M, N), dtype=xp.result_type(a, b))
     if not pooled(max(a.size, b.size, out.size)):
-        return xp.matmul(a, b, out=out)                  # small: BLAS's own threads
-    run_chunks(lambda _, i, j: xp.matmul(a[i:j], b, out=out[i:j]), chunk_edges(M))
+        xp.matmul(a, b, out=out)                         # small: BLAS's own threads
+        if bias is not None:
+            out += bias
+        return out
+
+    def rows(_, i, j):
+        xp.matmul(a[i:j], b, out=out[i:j])
+        if bias is not None:
+            out[i:j] += bias                             # while the rows are still in cache
+
+    run_chunks(rows, chunk_edges(M))
     return out
 
 
-def matmuls(pairs: list) -> list:
+def matmuls(pairs: list, after=None) -> list:
     """``[a @ b for a, b in pairs]`` for independent 2-D products, run side by side.
 
     With at least one core per product each product is one whole single-threaded BLAS call on
     its own thread (no split, so no hand-off per product and the same bits on any number of
     cores); spare cores split the biggest products by rows. Linear's backward uses it:
-    dx = g W and dW = g^T x are equal in size, so two cores each take one.
+    dx = g W and dW = g^T x are equal in size, so two cores each take one. ``after()`` (no
+    arguments) runs once the last product is done, on its thread (linear: the bias gradient).
     """
     outs = [xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a, b)) for a, b in pairs]
     macs = [a.shape[0] * a.shape[1] * b.shape[1] for a, b in pairs]
@@ -112,6 +122,8 @@ def matmuls(pairs: list) -> list:
     if not big or _cores() < len(pairs):
         for (a, b), out in zip(pairs, outs):
             matmul(a, b, out)
+        if after is not None:
+            after()
         return outs
     shares = [1] * len(pairs)
     for _ in range(_cores() - len(pairs)):           # a spare core goes to the biggest share
@@ -125,6 +137,8 @@ def matmuls(pairs: list) -> list:
     def run(_, s, e):
         for a, b, out in jobs[s:e]:
             xp.matmul(a, b, out=out)
+        if after is not None and e == len(jobs):
+            after()
 
     run_chunks(run, list(range(len(jobs) + 1)))
     return outs

@@ -7,6 +7,10 @@ x (B, T, in) with W (out, in) costs exactly three matrix products:
     backward  dx2d = g2d @ W             (B*T, in)
               dW   = g2d.T @ x2d         (out, in)   one GEMM, not a batched sum
               db   = g2d.sum(0)          (out,)
+
+On big inputs the forward product is cut by rows over the thread pool (each thread adds the
+bias to its rows), and backward runs dx and dW side by side, one thread each, with db on the
+dW thread (``_threads.matmul`` / ``matmuls``).
 """
 from ...autograd.tensor import make_result
 from ._threads import matmul, matmuls
@@ -22,23 +26,30 @@ def linear(x, weight, bias=None):
                          f"(expected input (..., {W.shape[-1]}) and weight (out_features, in_features))")
     lead = X.shape[:-1]
     x2d = X.reshape(-1, X.shape[-1])                     # (N, in)
-    out = matmul(x2d, W.T)                                     # (N, out)
     if bias is not None:
         bias = as_tensor(bias)
-        out += bias.data
+    out = matmul(x2d, W.T, bias=None if bias is None else bias.data)  # (N, out)
     out = out.reshape(lead + (W.shape[0],))
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
         g2d = g.reshape(-1, g.shape[-1])                 # (N, out)
+        db = [None]
+
+        def bias_grad():
+            db[0] = g2d.sum(axis=0)
+
+        want_db = bias is not None and bias.requires_grad
         if x.requires_grad and weight.requires_grad:
-            dx, dw = matmuls([(g2d, W), (g2d.T, x2d)])  # side by side, one core each
+            dx, dw = matmuls([(g2d, W), (g2d.T, x2d)], bias_grad if want_db else None)  # side by side
             dx = dx.reshape(X.shape)
         else:
             dx = matmul(g2d, W).reshape(X.shape) if x.requires_grad else None
             dw = matmul(g2d.T, x2d) if weight.requires_grad else None
+            if want_db:
+                bias_grad()
         if bias is None:
             return dx, dw
-        return dx, dw, (g2d.sum(axis=0) if bias.requires_grad else None)
+        return dx, dw, db[0]
 
     return make_result(out, parents, backward, "linear")

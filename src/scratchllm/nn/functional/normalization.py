@@ -42,6 +42,12 @@ def _param_grads_into(g2d, xhat, dw, db, a, b):
         g2d[:, a:b].sum(axis=0, out=db[a:b])
 
 
+def _row_means(a):
+    """(n, 1) means of the rows of a 2-D array, as one matrix-vector product (a few times faster
+    than ``a.mean(axis=1)`` for short rows)."""
+    return (a @ xp.full(a.shape[1], 1.0 / a.shape[1], dtype=a.dtype))[:, None]
+
+
 def _dx_into(g2d, xhat, rstd, w, center, dx):
     """dx = rstd * (dxhat - [mean(dxhat)] - xhat * mean(dxhat * xhat)), dxhat = g * w (rows of one chunk)."""
     if w is not None:
@@ -51,7 +57,7 @@ def _dx_into(g2d, xhat, rstd, w, center, dx):
     proj = xp.einsum("nd,nd->n", dx, xhat)[:, None]
     proj *= 1.0 / xhat.shape[1]                          # (n, 1) mean(dxhat * xhat)
     if center:
-        dx -= dx.mean(axis=1, keepdims=True)
+        dx -= _row_means(dx)
     tmp = xhat * proj
     dx -= tmp
     dx *= rstd
@@ -94,7 +100,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
 
     def forward_rows(_, a, b):
         xr, xh, rs = x2d[a:b], xhat[a:b], rstd[a:b]
-        xp.subtract(xr, xr.mean(axis=1, keepdims=True), out=xh)   # centred, becomes xhat in place
+        xp.subtract(xr, _row_means(xr), out=xh)                    # centred, becomes xhat in place
         xp.einsum("nd,nd->n", xh, xh, out=rs[:, 0])
         rs *= 1.0 / d
         rs += eps
