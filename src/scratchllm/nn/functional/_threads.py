@@ -8,8 +8,8 @@ whole step went from 1.60 s to 1.26-1.39 s once every product ran on this pool i
 Attention's B*H small products are worse still with BLAS threads: one hand-off each.
 
 So BLAS runs with one thread inside ``run_chunks`` and the work is split here instead:
-``matmul`` cuts a 2-D product by rows, attention by batch, GELU / LayerNorm / Adam by ranges
-(NumPy and BLAS release the GIL). ``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for
+``matmul`` / ``matmuls`` cut products into row chunks for a job queue (``run_jobs``),
+attention splits by batch, GELU / LayerNorm / Adam by ranges (NumPy and BLAS release the GIL). ``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for
 disjoint ranges a:b covering ``range(n)``, one per core; with one core (or one item) it is a
 plain call. The BLAS thread count is set with ``scratchllm.blas``.
 
@@ -19,6 +19,7 @@ Below ``POOL_MIN`` elements an op runs inline and a product uses BLAS's own thre
 spinning makes back-to-back small products cheap, and no pool op runs beside them then). So
 SMALL (n_embd 128, 768 tokens) never touches the pool and MEDIUM (384, 2048) always does.
 """
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -82,63 +83,79 @@ def run_chunks(fn, edges: list) -> None:
                 api[0](old)
 
 
-def matmul(a, b, out=None, bias=None):
-    """``a @ b (+ bias)`` for 2-D a (M, K), b (K, N), bias (N,); rows split over the pool.
+def run_jobs(jobs: list) -> None:
+    """Call every zero-argument job once; each pool thread takes the next job not yet taken.
 
-    Each thread makes a single-threaded BLAS call on its rows (small products: one plain call,
-    on BLAS's own threads). BLAS blocks a half differently
-    from the whole, so the last bits depend on the number of cores (as with BLAS's own threads).
+    Give the biggest jobs first: threads that finish early take the small ones at the end,
+    so the cores stay balanced even when a pool thread starts late. Jobs must write disjoint
+    outputs; which thread runs a job does not change its result.
+    """
+    counter = itertools.count()
+
+    def take(*_):
+        j = next(counter)                            # next() on a count is atomic under the GIL
+        while j < len(jobs):
+            jobs[j]()
+            j = next(counter)
+
+    run_chunks(take, list(range(min(_cores(), len(jobs)) + 1)))
+
+
+def _row_chunks(M: int) -> list:
+    """Row edges of a pooled product: 2-8 chunks of >= 512 rows (>= 64), fixed by M alone, so
+    the result has the same bits on any number of cores. (BLAS rounds a 512-row product like
+    the same rows of the whole only sometimes, so a chunked product may differ in the last bit
+    from one call.)"""
+    n = 1 if M < 128 else min(8, max(2, M // 512))
+    return [M * i // n for i in range(n + 1)]
+
+
+def _product_jobs(a, b, out, bias=None) -> list:
+    """(multiply-adds, job) per row chunk of ``out = a @ b (+ bias)``."""
+    def job(i, j):
+        def run():
+            xp.matmul(a[i:j], b, out=out[i:j])
+            if bias is not None:
+                out[i:j] += bias                         # while the rows are still in cache
+        return (j - i) * a.shape[1] * b.shape[1], run
+    e = _row_chunks(a.shape[0])
+    return [job(i, j) for i, j in zip(e[:-1], e[1:])]
+
+
+def matmul(a, b, out=None, bias=None):
+    """``a @ b (+ bias)`` for 2-D a (M, K), b (K, N), bias (N,); big ones in row chunks on the pool.
+
+    Each chunk is one single-threaded BLAS call. Small products are one plain call on BLAS's
+    own threads (their spinning makes back-to-back small products cheap).
     """
     M, N = a.shape[0], b.shape[1]
     if out is None:
         out = xp.empty((M, N), dtype=xp.result_type(a, b))
     if not pooled(max(a.size, b.size, out.size)):
-        xp.matmul(a, b, out=out)                         # small: BLAS's own threads
+        xp.matmul(a, b, out=out)
         if bias is not None:
             out += bias
         return out
-
-    def rows(_, i, j):
-        xp.matmul(a[i:j], b, out=out[i:j])
-        if bias is not None:
-            out[i:j] += bias                             # while the rows are still in cache
-
-    run_chunks(rows, chunk_edges(M))
+    run_jobs([job for _, job in _product_jobs(a, b, out, bias)])
     return out
 
 
 def matmuls(pairs: list, after=None) -> list:
     """``[a @ b for a, b in pairs]`` for independent 2-D products, run side by side.
 
-    With at least one core per product each product is one whole single-threaded BLAS call on
-    its own thread (no split, so no hand-off per product and the same bits on any number of
-    cores); spare cores split the biggest products by rows. Linear's backward uses it:
-    dx = g W and dW = g^T x are equal in size, so two cores each take one. ``after()`` (no
-    arguments) runs once the last product is done, on its thread (linear: the bias gradient).
+    All the row chunks of all the products go to one job queue (biggest first), so the cores
+    share the work of, e.g., linear's backward dx = g W and dW = g^T x without waiting for each
+    other between products. ``after()`` (no arguments) runs as one more job (linear: the bias
+    gradient).
     """
     outs = [xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a, b)) for a, b in pairs]
-    macs = [a.shape[0] * a.shape[1] * b.shape[1] for a, b in pairs]
-    big = pooled(max(max(a.size, b.size, out.size) for (a, b), out in zip(pairs, outs)))
-    if not big or _cores() < len(pairs):
+    if not pooled(max(max(a.size, b.size, out.size) for (a, b), out in zip(pairs, outs))):
         for (a, b), out in zip(pairs, outs):
-            matmul(a, b, out)
+            xp.matmul(a, b, out=out)
         if after is not None:
             after()
         return outs
-    shares = [1] * len(pairs)
-    for _ in range(_cores() - len(pairs)):           # a spare core goes to the biggest share
-        i = max(range(len(pairs)), key=lambda p: macs[p] / shares[p])
-        shares[i] += 1
-    jobs = []                                         # (a rows, b, out rows), one per core
-    for (a, b), out, n in zip(pairs, outs, shares):
-        e = [a.shape[0] * i // n for i in range(n + 1)]
-        jobs += [(a[i:j], b, out[i:j]) for i, j in zip(e[:-1], e[1:])]
-
-    def run(_, s, e):
-        for a, b, out in jobs[s:e]:
-            xp.matmul(a, b, out=out)
-        if after is not None and e == len(jobs):
-            after()
-
-    run_chunks(run, list(range(len(jobs) + 1)))
+    jobs = [job for (a, b), out in zip(pairs, outs) for job in _product_jobs(a, b, out)]
+    jobs.sort(key=lambda sj: -sj[0])                      # biggest first (stable: same order every run)
+    run_jobs([job for _, job in jobs] + ([after] if after is not None else []))
     return outs

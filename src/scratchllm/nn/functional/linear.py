@@ -8,9 +8,9 @@ x (B, T, in) with W (out, in) costs exactly three matrix products:
               dW   = g2d.T @ x2d         (out, in)   one GEMM, not a batched sum
               db   = g2d.sum(0)          (out,)
 
-On big inputs the forward product is cut by rows over the thread pool (each thread adds the
-bias to its rows), and backward runs dx and dW side by side, one thread each, with db on the
-dW thread (``_threads.matmul`` / ``matmuls``).
+On big inputs the forward product is cut into row chunks for the thread pool (each adds the
+bias to its rows), and backward puts the row chunks of dx and dW, and db, in one job queue
+(``_threads.matmul`` / ``matmuls``).
 """
 from ...autograd.tensor import make_result
 from ._threads import matmul, matmuls
@@ -41,7 +41,7 @@ def linear(x, weight, bias=None):
 
         want_db = bias is not None and bias.requires_grad
         if x.requires_grad and weight.requires_grad:
-            dx, dw = matmuls([(g2d, W), (g2d.T, x2d)], bias_grad if want_db else None)  # side by side
+            dx, dw = matmuls([(g2d, W), (g2d.T, x2d)], bias_grad if want_db else None)  # one job queue
             dx = dx.reshape(X.shape)
         else:
             dx = matmul(g2d, W).reshape(X.shape) if x.requires_grad else None
