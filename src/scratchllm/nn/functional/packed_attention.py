@@ -84,9 +84,11 @@ def _softmax_rows_(S, r0: int, causal: bool, bounded: bool):
 
 def _bounded(qs, k) -> bool:
     """Whether |q . k| < 80 for every query row of ``qs`` and key row of ``k`` (b, H, T, D)."""
-    qmax = xp.sqrt(xp.einsum("bhtd,bhtd->bht", qs, qs).max(axis=-1))  # (b, H) largest |q|
-    kmax = xp.sqrt(xp.einsum("bhtd,bhtd->bht", k, k).max(axis=-1))
-    return bool((qmax * kmax).max() < _EXP_SAFE) if qmax.size else True
+    if qs.size == 0:
+        return True
+    q2 = xp.einsum("bhtd,bhtd->bht", qs, qs).max(axis=-1)            # (b, H) largest |q|^2
+    k2 = xp.einsum("bhtd,bhtd->bht", k, k).max(axis=-1)
+    return bool((q2 * k2).max() < _EXP_SAFE ** 2)
 
 
 def qkv_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: float = 0.0, scale=None, generator=None):
