@@ -10,6 +10,7 @@ import pytest
 
 import scratchllm as sl
 from scratchllm.nn import functional as F
+from scratchllm.blas import blas_threads
 from scratchllm.nn.functional import _threads
 from scratchllm.optim import adam
 
@@ -19,7 +20,8 @@ def _run(cores, monkeypatch, fn):
     monkeypatch.setattr(_threads, "_cores", lambda: cores)
     monkeypatch.setattr(_threads, "POOL_MIN", 1 << 12)
     monkeypatch.setattr(adam, "_POOL_TOTAL_MIN", 1 << 12)
-    return fn()
+    with blas_threads(1 if cores == 1 else None):       # one core: BLAS has one thread too
+        return fn()
 
 
 def _fwd_bwd(op, arrays, seed=0):

@@ -63,7 +63,13 @@ def chunk_edges(n_items: int, parallel: bool = True) -> list:
 
 
 def run_chunks(fn, edges: list) -> None:
-    """``fn(i, a, b)`` for every range ``a:b`` of ``edges`` (chunk i), BLAS single-threaded meanwhile."""
+    """``fn(i, a, b)`` for every range ``a:b`` of ``edges`` (chunk i), BLAS single-threaded meanwhile.
+
+    One range is a plain call (BLAS keeps its thread count: the op is small).
+    """
+    if len(edges) == 2:
+        fn(0, edges[0], edges[1])
+        return
     api = blas_api()
     with _lock:  # one such op at a time changes the BLAS thread count
         old = api[1]() if api is not None else 1
@@ -71,9 +77,6 @@ def run_chunks(fn, edges: list) -> None:
             api[0](1)
         try:
             ranges = list(zip(edges[:-1], edges[1:]))
-            if len(ranges) == 1:
-                fn(0, *ranges[0])
-                return
             futures = [_pool(len(ranges)).submit(fn, i, a, b) for i, (a, b) in enumerate(ranges) if i]
             fn(0, *ranges[0])                             # the calling thread takes the first chunk
             for f in futures:
