@@ -9,9 +9,10 @@ Attention's B*H small products are worse still with BLAS threads: one hand-off e
 
 So BLAS runs with one thread inside ``run_chunks`` and the work is split here instead:
 ``matmul`` / ``matmuls`` cut products into row chunks for a job queue (``run_jobs``),
-attention splits by batch, GELU / LayerNorm / Adam by ranges (NumPy and BLAS release the GIL). ``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for
-disjoint ranges a:b covering ``range(n)``, one per core; with one core (or one item) it is a
-plain call. The BLAS thread count is set with ``scratchllm.blas``.
+attention splits by batch, GELU / LayerNorm / Adam by ranges (NumPy and BLAS release the
+GIL). ``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for disjoint ranges a:b
+covering ``range(n)``, one per core; with one core (or one item) it is a plain call. The BLAS
+thread count is set with ``scratchllm.blas``.
 
 Small ops stay on the calling thread: waking a pool thread costs 0.1-0.3 ms on the 2-vCPU VMs
 measured here (a halted virtual CPU needs an interrupt), more than a 100k-element op takes.
