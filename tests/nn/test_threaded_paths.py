@@ -91,3 +91,26 @@ def test_linear_row_chunks_on_any_number_of_cores(monkeypatch, dtype, rtol):
     out.backward(torch.tensor(np.random.default_rng(0).standard_normal(out.shape).astype(dtype)))
     for a, t in zip(runs[0], [out] + [t.grad for t in ts]):
         np.testing.assert_allclose(a, t.detach().numpy(), rtol=rtol, atol=rtol * 10)
+
+
+@pytest.mark.parametrize("bad_chunk", [0, 1])
+def test_run_chunks_error_waits_for_every_chunk_and_restores_blas(monkeypatch, bad_chunk):
+    """A chunk's error reaches the caller only after every chunk has finished, and the BLAS
+    thread count is what it was before (the pool sets it to 1 while it runs)."""
+    import threading
+    import time
+    from scratchllm.blas import blas_thread_count
+
+    monkeypatch.setattr(_threads, "_cores", lambda: 2)
+    before, done = blas_thread_count(), threading.Event()
+
+    def fn(i, a, b):
+        if i == bad_chunk:
+            raise RuntimeError(f"chunk {i} failed")
+        time.sleep(0.05)
+        done.set()
+
+    with pytest.raises(RuntimeError, match=f"chunk {bad_chunk} failed"):
+        _threads.run_chunks(fn, [0, 1, 2])
+    assert done.is_set()
+    assert blas_thread_count() == before

@@ -76,15 +76,18 @@ def run_chunks(fn, edges: list) -> None:
         old = api[1]() if api is not None else 1
         if old != 1:
             api[0](1)
+        futures = []
         try:
             ranges = list(zip(edges[:-1], edges[1:]))
             futures = [_pool(len(ranges)).submit(fn, i, a, b) for i, (a, b) in enumerate(ranges) if i]
             fn(0, *ranges[0])                             # the calling thread takes the first chunk
-            for f in futures:
-                f.result()
         finally:
+            errors = [f.exception() for f in futures]      # waits: no chunk outlives the call
             if old != 1:
                 api[0](old)
+        for e in errors:
+            if e is not None:
+                raise e
 
 
 def run_jobs(jobs: list) -> None:
