@@ -114,3 +114,25 @@ def test_run_chunks_error_waits_for_every_chunk_and_restores_blas(monkeypatch, b
         _threads.run_chunks(fn, [0, 1, 2])
     assert done.is_set()
     assert blas_thread_count() == before
+
+
+def test_run_chunks_really_uses_two_threads(monkeypatch):
+    """With 2 CPUs and 2 BLAS threads allowed, two chunks run at the same time on two threads
+    (each waits for the other at a barrier), and BLAS is single-threaded inside the chunks."""
+    import os
+    import threading
+    from scratchllm.blas import blas_api, blas_thread_count
+
+    if blas_api() is None:
+        pytest.skip("no OpenBLAS: the thread count cannot be set")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    barrier, seen = threading.Barrier(2, timeout=10), []
+
+    def fn(i, a, b):
+        seen.append((threading.get_ident(), blas_thread_count()))
+        barrier.wait()
+
+    with blas_threads(2):
+        _threads.run_chunks(fn, [0, 1, 2])
+    assert len({ident for ident, _ in seen}) == 2
+    assert all(n == 1 for _, n in seen)

@@ -57,20 +57,38 @@ def pooled(n_elements: int) -> bool:
     return n_elements >= POOL_MIN
 
 
+CHUNKS_PER_CORE = 2  # a pool thread that starts late takes fewer chunks (see run_chunks)
+
+
 def chunk_edges(n_items: int, parallel: bool = True) -> list:
-    """Edges of the ranges ``run_chunks`` hands out: one range per core (at most ``n_items``)."""
-    k = max(1, min(_cores() if parallel else 1, n_items))
+    """Edges of the ranges ``run_chunks`` hands out: ``CHUNKS_PER_CORE`` per core (at most
+    ``n_items``); one range when not ``parallel`` or on one core."""
+    cores = _cores() if parallel else 1
+    k = max(1, min(cores * CHUNKS_PER_CORE if cores > 1 else 1, n_items))
     return [n_items * i // k for i in range(k + 1)]
 
 
 def run_chunks(fn, edges: list) -> None:
     """``fn(i, a, b)`` for every range ``a:b`` of ``edges`` (chunk i), BLAS single-threaded meanwhile.
 
-    One range is a plain call (BLAS keeps its thread count: the op is small).
+    Each thread (the caller and up to cores - 1 pool threads) takes the next chunk not yet
+    taken, so a pool thread that wakes late does fewer chunks instead of keeping the caller
+    waiting. Chunks must write disjoint outputs; which thread runs one does not change its
+    result. One range is a plain call (BLAS keeps its thread count: the op is small).
     """
-    if len(edges) == 2:
-        fn(0, edges[0], edges[1])
+    ranges = list(zip(edges[:-1], edges[1:]))
+    if len(ranges) == 1:
+        fn(0, *ranges[0])
         return
+    counter = itertools.count()
+
+    def take():
+        i = next(counter)                                 # next() on a count is atomic under the GIL
+        while i < len(ranges):
+            fn(i, *ranges[i])
+            i = next(counter)
+
+    k = min(_cores(), len(ranges))                        # threads (before BLAS is set to 1)
     api = blas_api()
     with _lock:  # one such op at a time changes the BLAS thread count
         old = api[1]() if api is not None else 1
@@ -78,9 +96,8 @@ def run_chunks(fn, edges: list) -> None:
             api[0](1)
         futures = []
         try:
-            ranges = list(zip(edges[:-1], edges[1:]))
-            futures = [_pool(len(ranges)).submit(fn, i, a, b) for i, (a, b) in enumerate(ranges) if i]
-            fn(0, *ranges[0])                             # the calling thread takes the first chunk
+            futures = [_pool(k).submit(take) for _ in range(k - 1)]
+            take()                                        # the calling thread works too
         finally:
             errors = [f.exception() for f in futures]      # waits: no chunk outlives the call
             if old != 1:
@@ -91,21 +108,11 @@ def run_chunks(fn, edges: list) -> None:
 
 
 def run_jobs(jobs: list) -> None:
-    """Call every zero-argument job once; each pool thread takes the next job not yet taken.
+    """Call every zero-argument job once on the pool (``run_chunks``'s scheduling).
 
-    Give the biggest jobs first: threads that finish early take the small ones at the end,
-    so the cores stay balanced even when a pool thread starts late. Jobs must write disjoint
-    outputs; which thread runs a job does not change its result.
+    Give the biggest jobs first: threads that finish early take the small ones at the end.
     """
-    counter = itertools.count()
-
-    def take(*_):
-        j = next(counter)                            # next() on a count is atomic under the GIL
-        while j < len(jobs):
-            jobs[j]()
-            j = next(counter)
-
-    run_chunks(take, list(range(min(_cores(), len(jobs)) + 1)))
+    run_chunks(lambda i, a, b: jobs[i](), list(range(len(jobs) + 1)))
 
 
 def _row_chunks(M: int) -> list:
