@@ -38,6 +38,15 @@ def finetune(init_from, text_path, out, **overrides):
     return Trainer(cfg, out, progress=False, log=lambda m: None)
 
 
+def assert_starts_from_and_learns(trainer, start_model, ids, margin=0.0):
+    """The trainer's model gives ``start_model``'s logits exactly, and training lowers the best
+    validation loss by more than ``margin``."""
+    with sl.no_grad():
+        np.testing.assert_array_equal(trainer.model(ids).numpy(), start_model(ids).numpy())
+    before = trainer.evaluate()
+    assert trainer.run().best_val_loss < before - margin
+
+
 def test_fine_tune_a_llama2c_bin_with_its_tokenizer(tmp_path):
     src = tmp_path / "stories"
     src.mkdir()
@@ -53,10 +62,7 @@ def test_fine_tune_a_llama2c_bin_with_its_tokenizer(tmp_path):
     tok = sl.load_tokenizer(src / "tokenizer.bin")
     ids = np.array([tok.encode("Once upon a time")])
     assert trainer.tokenizer.encode("Once upon a time") == ids[0].tolist()     # the model's own tokenizer
-    with sl.no_grad():                                                           # its weights exactly
-        np.testing.assert_array_equal(trainer.model(ids).numpy(), original(ids).numpy())
-    before = trainer.evaluate()
-    assert trainer.run().best_val_loss < before - 0.3
+    assert_starts_from_and_learns(trainer, original, ids, margin=0.3)
     again = sl.load_model(tmp_path / "ft")
     assert again.config.vocab_size == 32000 and again.config.dim == 16
     assert sl.load_tokenizer(tmp_path / "ft").encode("a cat") == tok.encode("a cat")
@@ -71,10 +77,7 @@ def test_fine_tune_a_scratchllm_run_folder(tmp_path, corpus, tiny):
     start = sl.load_model(tmp_path / "first")
     ids = np.array([trainer.tokenizer.encode("ROMEO:")])
     assert trainer.tokenizer.encode("ROMEO:") == sl.load_tokenizer(tmp_path / "first").encode("ROMEO:")
-    with sl.no_grad():
-        np.testing.assert_array_equal(trainer.model(ids).numpy(), start(ids).numpy())
-    before = trainer.evaluate()
-    assert trainer.run().best_val_loss < before
+    assert_starts_from_and_learns(trainer, start, ids)
 
 
 def test_fine_tune_a_meta_folder_with_its_tokenizer_model(tmp_path):
@@ -99,8 +102,4 @@ def test_fine_tune_a_meta_folder_with_its_tokenizer_model(tmp_path):
     tok = sl.load_tokenizer(src / "tokenizer.model")
     assert trainer.tokenizer.encode("The quick brown fox") == tok.encode("The quick brown fox")
     loaded = sl.load_model(src)                                    # bf16 weights, read without torch
-    with sl.no_grad():
-        ids = np.array([tok.encode("The quick brown fox")])
-        np.testing.assert_array_equal(trainer.model(ids).numpy(), loaded(ids).numpy())
-    before = trainer.evaluate()
-    assert trainer.run().best_val_loss < before - 0.3
+    assert_starts_from_and_learns(trainer, loaded, np.array([tok.encode("The quick brown fox")]), margin=0.3)

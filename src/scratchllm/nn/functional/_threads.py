@@ -96,7 +96,7 @@ def run_chunks(fn, edges: list) -> None:
             api[0](1)
         futures = []
         try:
-            futures = [_pool(k).submit(take) for _ in range(k - 1)]
+            futures = [_pool(_cores()).submit(take) for _ in range(k - 1)]
             take()                                        # the calling thread works too
         finally:
             errors = [f.exception() for f in futures]      # waits: no chunk outlives the call
@@ -107,11 +107,16 @@ def run_chunks(fn, edges: list) -> None:
                 raise e
 
 
-def run_jobs(jobs: list) -> None:
-    """Call every zero-argument job once on the pool (``run_chunks``'s scheduling).
+def run_jobs(jobs: list, parallel: bool = True) -> None:
+    """Call every zero-argument job once: on the pool (``run_chunks``'s scheduling), or one
+    after the other on the calling thread when not ``parallel``.
 
     Give the biggest jobs first: threads that finish early take the small ones at the end.
     """
+    if not parallel:
+        for job in jobs:
+            job()
+        return
     run_chunks(lambda i, a, b: jobs[i](), list(range(len(jobs) + 1)))
 
 
@@ -124,52 +129,43 @@ def _row_chunks(M: int) -> list:
     return [M * i // n for i in range(n + 1)]
 
 
+def _big(a, b, out) -> bool:
+    return pooled(max(a.size, b.size, out.size))
+
+
 def _product_jobs(a, b, out, bias=None) -> list:
-    """(multiply-adds, job) per row chunk of ``out = a @ b (+ bias)``."""
+    """(multiply-adds, job) per row chunk of ``out = a @ b (+ bias)``; one job for a small product."""
     def job(i, j):
         def run():
             xp.matmul(a[i:j], b, out=out[i:j])
             if bias is not None:
                 out[i:j] += bias                         # while the rows are still in cache
         return (j - i) * a.shape[1] * b.shape[1], run
-    e = _row_chunks(a.shape[0])
+    e = _row_chunks(a.shape[0]) if _big(a, b, out) else [0, a.shape[0]]
     return [job(i, j) for i, j in zip(e[:-1], e[1:])]
 
 
 def matmul(a, b, out=None, bias=None):
     """``a @ b (+ bias)`` for 2-D a (M, K), b (K, N), bias (N,); big ones in row chunks on the pool.
 
-    Each chunk is one single-threaded BLAS call. Small products are one plain call on BLAS's
+    Each chunk is one single-threaded BLAS call. A small product is one plain call on BLAS's
     own threads (their spinning makes back-to-back small products cheap).
     """
-    M, N = a.shape[0], b.shape[1]
     if out is None:
-        out = xp.empty((M, N), dtype=xp.result_type(a, b))
-    if not pooled(max(a.size, b.size, out.size)):
-        xp.matmul(a, b, out=out)
-        if bias is not None:
-            out += bias
-        return out
-    run_jobs([job for _, job in _product_jobs(a, b, out, bias)])
+        out = xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a, b))
+    run_jobs([job for _, job in _product_jobs(a, b, out, bias)])  # one job: a plain call
     return out
 
 
-def matmuls(pairs: list, after=None) -> list:
+def matmuls(pairs: list) -> list:
     """``[a @ b for a, b in pairs]`` for independent 2-D products, run side by side.
 
     All the row chunks of all the products go to one job queue (biggest first), so the cores
-    share the work of, e.g., linear's backward dx = g W and dW = g^T x without waiting for each
-    other between products. ``after()`` (no arguments) runs as one more job (linear: the bias
-    gradient).
+    share the work of, e.g., linear's backward (dx = g W, dW = g^T x, db = 1^T g) without
+    waiting for each other between products. All small: one plain call each, in turn.
     """
     outs = [xp.empty((a.shape[0], b.shape[1]), dtype=xp.result_type(a, b)) for a, b in pairs]
-    if not pooled(max(max(a.size, b.size, out.size) for (a, b), out in zip(pairs, outs))):
-        for (a, b), out in zip(pairs, outs):
-            xp.matmul(a, b, out=out)
-        if after is not None:
-            after()
-        return outs
     jobs = [job for (a, b), out in zip(pairs, outs) for job in _product_jobs(a, b, out)]
     jobs.sort(key=lambda sj: -sj[0])                      # biggest first (stable: same order every run)
-    run_jobs([job for _, job in jobs] + ([after] if after is not None else []))
+    run_jobs([job for _, job in jobs], parallel=any(_big(a, b, out) for (a, b), out in zip(pairs, outs)))
     return outs

@@ -22,3 +22,9 @@ def as_float_tensor(x, like=None) -> Tensor:
 def rows(a):
     """View (..., D) as (N, D) (no copy when the array is contiguous)."""
     return a.reshape(-1, a.shape[-1])
+
+
+def row_sums(a2d, scale: float = 1.0):
+    """(N,) ``scale`` times the row sums of a 2-D array, as one matrix-vector product (a few
+    times faster than ``a2d.sum(axis=1)`` for rows of a few hundred elements)."""
+    return a2d @ xp.full(a2d.shape[1], scale, dtype=a2d.dtype)

@@ -6,13 +6,14 @@ x (B, T, in) with W (out, in) costs exactly three matrix products:
     forward   y2d = x2d @ W.T            (B*T, out)
     backward  dx2d = g2d @ W             (B*T, in)
               dW   = g2d.T @ x2d         (out, in)   one GEMM, not a batched sum
-              db   = g2d.sum(0)          (out,)
+              db   = 1^T g2d             (out,)      column sums, as a (1, N) @ (N, out) product
 
 On big inputs the forward product is cut into row chunks for the thread pool (each adds the
-bias to its rows), and backward puts the row chunks of dx and dW, and db, in one job queue
+bias to its rows), and backward puts the row chunks of dx, dW and db in one job queue
 (``_threads.matmul`` / ``matmuls``).
 """
 from ...autograd.tensor import make_result
+from ...backend import xp
 from ._threads import matmul, matmuls
 from ._util import as_tensor, as_float_tensor
 
@@ -34,22 +35,12 @@ def linear(x, weight, bias=None):
 
     def backward(g):
         g2d = g.reshape(-1, g.shape[-1])                 # (N, out)
-        db = [None]
-
-        def bias_grad():
-            db[0] = g2d.sum(axis=0)
-
-        want_db = bias is not None and bias.requires_grad
-        if x.requires_grad and weight.requires_grad:
-            dx, dw = matmuls([(g2d, W), (g2d.T, x2d)], bias_grad if want_db else None)  # one job queue
-            dx = dx.reshape(X.shape)
-        else:
-            dx = matmul(g2d, W).reshape(X.shape) if x.requires_grad else None
-            dw = matmul(g2d.T, x2d) if weight.requires_grad else None
-            if want_db:
-                bias_grad()
-        if bias is None:
-            return dx, dw
-        return dx, dw, db[0]
+        want = [x.requires_grad, weight.requires_grad, bias is not None and bias.requires_grad]
+        products = [(g2d, W), (g2d.T, x2d), (xp.ones((1, g2d.shape[0]), dtype=g2d.dtype), g2d)]
+        outs = iter(matmuls([p for p, w in zip(products, want) if w]))   # one job queue
+        dx, dw, db = (next(outs) if w else None for w in want)
+        dx = dx.reshape(X.shape) if dx is not None else None
+        db = db.reshape(-1) if db is not None else None   # 1^T g: the column sums of g
+        return (dx, dw) if bias is None else (dx, dw, db)
 
     return make_result(out, parents, backward, "linear")

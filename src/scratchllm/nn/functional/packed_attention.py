@@ -24,13 +24,13 @@ import math
 
 from ...autograd.tensor import make_result
 from ...backend import xp
-from ._util import as_float_tensor
+from ._util import as_float_tensor, row_sums
 from ._threads import chunk_edges, pooled, run_chunks
 from .dropout import dropout_mask
 
 _BLOCK, _MAX_BLOCKS = 64, 4  # causal row blocks: at least 64 query rows each, at most 4 blocks
 _EXP_SAFE = 80.0  # |score| < 80: exp(score) neither overflows nor underflows to 0, even in float32
-_MASKS: dict = {}  # n -> (n, n) float 0/1 array, 1 on and below the diagonal (the keys a query may see)
+_MASKS: dict = {}  # (n, dtype) -> (n, n) 0/1 array, 1 on and below the diagonal (keys a query may see)
 
 
 def _lower(n: int, dtype):
@@ -77,8 +77,8 @@ def _softmax_rows_(S, r0: int, causal: bool, bounded: bool):
             xp.copyto(S[..., r0:], -xp.inf, where=_lower(n, S.dtype) == 0)
         S -= S.max(axis=-1, keepdims=True)
         xp.exp(S, out=S)
-    s = (S.reshape(-1, S.shape[-1]) @ xp.ones(S.shape[-1], dtype=S.dtype)).reshape(S.shape[:-1] + (1,))
-    xp.reciprocal(s, out=s)                                           # row sums as one matrix-vector product
+    s = row_sums(S.reshape(-1, S.shape[-1])).reshape(S.shape[:-1] + (1,))
+    xp.reciprocal(s, out=s)
     S *= s
 
 
