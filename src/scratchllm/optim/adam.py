@@ -11,10 +11,14 @@ The update per parameter at step ``t`` (1, 2, ...), in torch.optim.Adam's order:
 
 Everything runs in place on ``p.data`` and the moments, with NumPy ``out=`` temporaries, so a
 float32 model stays float32 and no step allocates parameter-sized arrays after the first.
+With numba installed (``scratchllm.kernels``) the update is one compiled loop per parameter
+(no temporaries; the same arithmetic in the same order, so the same bits); amsgrad and
+non-contiguous parameters keep the NumPy code.
 """
 from __future__ import annotations
 
 from ..backend import xp
+from ..kernels import kernels
 from ..nn.functional._threads import chunk_edges, run_chunks
 from .optimizer import Optimizer
 
@@ -59,8 +63,12 @@ class Adam(Optimizer):
         arithmetic whatever the split, so results do not depend on the number of cores.
         """
         jobs, total = [], 0
+        k = kernels()
+        compiled = {id(p) for g in self.param_groups for p in g["params"]
+                    if p.grad is not None and self._compilable(k, p, g["amsgrad"])}
         self._reserve([(p, g["maximize"] or (g["weight_decay"] != 0 and not self._decoupled))
-                       for g in self.param_groups for p in g["params"] if p.grad is not None])
+                       for g in self.param_groups for p in g["params"]
+                       if p.grad is not None and id(p) not in compiled])
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             weight_decay, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
@@ -74,25 +82,49 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                 state["step"] += 1
                 t = float(state["step"])
-                jobs.append(self._job(p, state, (t, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize)))
+                hyper = (t, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize)
+                jobs.append(self._compiled_job(k, p, state, hyper) if id(p) in compiled
+                            else self._job(p, state, hyper))
                 total += p.data.size
         if not jobs:
             return
-        k = len(chunk_edges(total, total >= _POOL_TOTAL_MIN)) - 1
+        n_chunks = len(chunk_edges(total, total >= _POOL_TOTAL_MIN)) - 1
 
         def chunk(i, _a, _b):
-            for j, (arrays, flat, hyper) in enumerate(jobs):
+            for j, (update, arrays, flat, hyper) in enumerate(jobs):
                 n = arrays[0].size
                 if flat and n >= _PARALLEL_MIN:
-                    lo, hi = n * i // k, n * (i + 1) // k
-                    self._update_arrays(*(x if x is None else x[lo:hi] for x in arrays), *hyper)
-                elif j % k == i:
-                    self._update_arrays(*arrays, *hyper)
+                    lo, hi = n * i // n_chunks, n * (i + 1) // n_chunks
+                    update(*(x if x is None else x[lo:hi] for x in arrays), *hyper)
+                elif j % n_chunks == i:
+                    update(*arrays, *hyper)
 
-        run_chunks(chunk, list(range(k + 1)))
+        run_chunks(chunk, list(range(n_chunks + 1)))
+
+    def _compilable(self, k, p, amsgrad: bool) -> bool:
+        """Whether the compiled loop can update ``p``: kernels present, no amsgrad, a contiguous
+        float32/float64 parameter whose gradient and moments (if any yet) have its dtype and shape."""
+        like = [p.grad.data] + [a for a in (self.state.get(p) or {}).values() if a.ndim]
+        return (k is not None and not amsgrad and p.data.dtype.char in "fd" and p.data.flags.c_contiguous
+                and all(a.dtype == p.data.dtype and a.shape == p.data.shape for a in like)
+                and all(a.flags.c_contiguous for a in like[1:]))
+
+    def _compiled_job(self, k, p, state, hyper):
+        """(update, arrays, flat, hyper) for the compiled loop: flat views, scalars in the dtype."""
+        t, lr, beta1, beta2, eps, weight_decay, _, maximize = hyper
+        dt = p.data.dtype.type
+        decay = 1 - lr * weight_decay if self._decoupled and weight_decay != 0 else 1
+        l2 = weight_decay if not self._decoupled else 0
+        scalars = (dt(1 - beta1), dt(beta2), dt(1 - beta2), dt(decay), dt(l2), bool(maximize),
+                   dt(lr / (1 - beta1 ** t)), dt((1 - beta2 ** t) ** 0.5), dt(eps))
+        g = p.grad.data
+        arrays = (p.data.reshape(-1), (g if g.flags.c_contiguous else xp.ascontiguousarray(g)).reshape(-1),
+                  state["exp_avg"].reshape(-1), state["exp_avg_sq"].reshape(-1))
+        return k.adam_update, arrays, True, scalars
 
     def _job(self, p, state, hyper):
-        """(arrays, flat, hyper): the update's arrays, flattened when every one can be (views, no copies)."""
+        """(update, arrays, flat, hyper) for the NumPy code: the update's arrays, flattened when
+        every one can be (views, no copies)."""
         param = p.data
         m, v, vmax = state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq") if hyper[6] else None
         grad = p.grad.data
@@ -106,7 +138,7 @@ class Adam(Optimizer):
             arrays = tuple(None if x is None else x.reshape(-1) for x in arrays[:1]) + \
                 tuple(None if x is None else (x.reshape(-1) if x.flags.c_contiguous else xp.ravel(x))
                       for x in arrays[1:])
-        return arrays, flat, hyper
+        return self._update_arrays, arrays, flat, hyper
 
     def _own_tmp(self, like, slot: int):
         """Scratch shaped like ``like``, disjoint from every other job's in this step (reused across steps)."""

@@ -8,12 +8,14 @@ Both normalise over the trailing ``normalized_shape`` dims, viewed as rows (N, D
                 dx = rstd * (dxhat - xhat * mean(dxhat * xhat))
 
 The forward saves only xhat (N, D) and rstd (N, 1); the sums over N for dw and db
-are single reductions.
+are single reductions. With numba installed each pass list below is replaced by one
+compiled loop per row range (``scratchllm.kernels``); the NumPy code stays the fallback.
 """
 import math
 
 from ...autograd.tensor import make_result
 from ...backend import xp
+from ...kernels import kernels
 from ._threads import chunk_edges, pooled, run_chunks
 from ._util import as_float_tensor, row_sums
 
@@ -23,6 +25,20 @@ def _rows(x, normalized_shape, who):
     if x.shape[x.ndim - len(ns):] != ns:
         raise ValueError(f"{who}: normalized_shape {ns} does not match the trailing dims of input shape {x.shape}")
     return x.reshape(-1, math.prod(ns)), ns
+
+
+def _compiled(x2d, *others):
+    """The compiled kernels for a float32/float64 (N >= 1, D >= 1) array whose partners
+    (weight, bias, gradient; None for none) share its dtype, or None (the NumPy code)."""
+    if x2d.dtype.char not in "fd" or 0 in x2d.shape or \
+            any(o is not None and o.dtype != x2d.dtype for o in others):
+        return None
+    return kernels()
+
+
+def _or_const(v, value, d, dtype):
+    """``v`` (weight or bias), or a constant vector standing in for a missing one (kernels)."""
+    return v if v is not None else xp.full(d, value, dtype=dtype)
 
 
 def _split(n_rows, d):
@@ -65,11 +81,23 @@ def _norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
     dw = xp.empty(d, dtype=xhat.dtype) if want_dw else None
     db = xp.empty(d, dtype=xhat.dtype) if want_db else None
     rows, cols = _split(n, d)
+    k = _compiled(xhat, g2d, w)
+    if k is not None:
+        wk = _or_const(w, 1, d, xhat.dtype)
+        dwk = dw if dw is not None else (xp.empty(d, dtype=xhat.dtype) if want_db else None)
+        dbk = db if db is not None else (xp.empty(d, dtype=xhat.dtype) if want_dw else None)
 
     def chunk(i, a, b):
+        c0, c1 = cols[i], cols[i + 1]
+        if k is None:
+            if dx is not None:
+                _dx_into(g2d[a:b], xhat[a:b], rstd[a:b], w, center, dx[a:b])
+            _param_grads_into(g2d, xhat, dw, db, c0, c1)
+            return
         if dx is not None:
-            _dx_into(g2d[a:b], xhat[a:b], rstd[a:b], w, center, dx[a:b])
-        _param_grads_into(g2d, xhat, dw, db, cols[i], cols[i + 1])
+            k.norm_backward_dx(g2d[a:b], xhat[a:b], rstd[a:b], wk, center, dx[a:b])
+        if dwk is not None:                               # the kernel sums dw and db together
+            k.norm_param_grads(g2d[:, c0:c1], xhat[:, c0:c1], dwk[c0:c1], dbk[c0:c1])
 
     run_chunks(chunk, rows)
     return dx, dw, db
@@ -89,8 +117,14 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
     out = xp.empty_like(x2d)
     w = weight.data.reshape(-1) if weight is not None else None
     bv = bias.data.reshape(-1) if bias is not None else None
+    k = _compiled(x2d, w, bv)
+    if k is not None:
+        wk, bk = _or_const(w, 1, d, x2d.dtype), _or_const(bv, 0, d, x2d.dtype)
 
     def forward_rows(_, a, b):
+        if k is not None:
+            k.norm_forward(x2d[a:b], wk, bk, eps, True, out[a:b], xhat[a:b], rstd[a:b])
+            return
         xr, xh, rs = x2d[a:b], xhat[a:b], rstd[a:b]
         xp.subtract(xr, row_sums(xr, 1.0 / d)[:, None], out=xh)     # centred, becomes xhat in place
         xp.einsum("nd,nd->n", xh, xh, out=rs[:, 0])
@@ -128,14 +162,22 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     if eps is None:
         eps = float(xp.finfo(X.dtype).eps)
     x2d, ns = _rows(X, normalized_shape, "rms_norm")
-    ms = xp.einsum("nd,nd->n", x2d, x2d)[:, None]
-    ms *= 1.0 / x2d.shape[1]
-    ms += eps
-    rstd = xp.sqrt(ms, out=ms)
-    xp.reciprocal(rstd, out=rstd)                        # (N, 1)
-    xhat = x2d * rstd
     w = weight.data.reshape(-1) if weight is not None else None
-    out = xhat * w if w is not None else xhat
+    k = _compiled(x2d, w)
+    if k is not None:
+        n, d = x2d.shape
+        out, xhat = xp.empty_like(x2d), xp.empty_like(x2d)
+        rstd = xp.empty((n, 1), dtype=x2d.dtype)         # (N, 1)
+        k.norm_forward(x2d, _or_const(w, 1, d, x2d.dtype), xp.zeros(d, dtype=x2d.dtype), eps, False,
+                       out, xhat, rstd)
+    else:
+        ms = xp.einsum("nd,nd->n", x2d, x2d)[:, None]
+        ms *= 1.0 / x2d.shape[1]
+        ms += eps
+        rstd = xp.sqrt(ms, out=ms)
+        xp.reciprocal(rstd, out=rstd)                    # (N, 1)
+        xhat = x2d * rstd
+        out = xhat * w if w is not None else xhat
     parents = (x,) if weight is None else (x, weight)
 
     def backward(g):

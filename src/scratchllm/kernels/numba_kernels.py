@@ -1,0 +1,142 @@
+"""The numba loops behind ``kernels()`` (imported only when numba is installed).
+
+Each function works on NumPy arrays in place, over the rows (or elements) it is given, so
+the callers can cut the work into ranges for the thread pool exactly as their NumPy code
+does (``nogil``: the loops run in parallel on Python threads). Float32 stays float32:
+every constant is made in the input's dtype (``x.dtype.type(...)``) before it meets an element.
+
+Norms (rows of x (N, D); ``center`` False gives RMSNorm):
+
+    xhat = (x - mean) * rstd,  rstd = 1 / sqrt(mean((x - mean)^2) + eps),  y = xhat * w + b
+    dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat)),  dw = sum_n g xhat,  db = sum_n g
+
+Adam: torch.optim.Adam's update, element by element, in the order and precision of the
+NumPy code in ``optim/adam.py`` (no fast-math there, so both paths give the same bits).
+"""
+import numpy as np
+from numba import njit
+
+# Reassociation lets LLVM vectorise the row sums; no contraction (FMA), so every row and
+# column gets the same arithmetic whichever loop (row chunk or column range) computes it.
+# error_model="numpy": x / 0 gives inf as in NumPy; numba's default (Python's
+# ZeroDivisionError) puts a branch in every division and stops vectorisation (Adam: 8x slower).
+_SUMS = {"reassoc", "nsz"}
+
+
+@njit(nogil=True, cache=True, fastmath=_SUMS, error_model="numpy")
+def norm_forward(x, w, b, eps, center, out, xhat, rstd):
+    """Rows of ``x`` (n, d) -> out, xhat (n, d) and rstd (n, 1); ``center`` False: no mean."""
+    n, d = x.shape
+    one, inv_d, eps = x.dtype.type(1), x.dtype.type(1.0 / d), x.dtype.type(eps)
+    for i in range(n):
+        mean = x.dtype.type(0)
+        if center:
+            s = x[i, 0]
+            for j in range(1, d):
+                s += x[i, j]
+            mean = s * inv_d
+        t = x[i, 0] - mean
+        var = t * t
+        for j in range(1, d):
+            t = x[i, j] - mean
+            var += t * t
+        r = one / np.sqrt(var * inv_d + eps)
+        rstd[i, 0] = r
+        for j in range(d):
+            h = (x[i, j] - mean) * r
+            xhat[i, j] = h
+            out[i, j] = h * w[j] + b[j]
+
+
+@njit(nogil=True, cache=True, fastmath=_SUMS, error_model="numpy")
+def norm_backward_dx(g, xhat, rstd, w, center, dx):
+    """dx for the rows of g, xhat (n, d), rstd (n, 1)."""
+    n, d = g.shape
+    zero, inv_d = g.dtype.type(0), g.dtype.type(1.0 / d)
+    for i in range(n):
+        gw = g[i, 0] * w[0]
+        mean_gw = gw
+        mean_gwx = gw * xhat[i, 0]
+        for j in range(1, d):
+            gw = g[i, j] * w[j]
+            mean_gw += gw
+            mean_gwx += gw * xhat[i, j]
+        mean_gw = mean_gw * inv_d if center else zero
+        mean_gwx *= inv_d
+        r = rstd[i, 0]
+        for j in range(d):
+            dx[i, j] = r * (g[i, j] * w[j] - mean_gw - xhat[i, j] * mean_gwx)
+
+
+@njit(nogil=True, cache=True, fastmath=_SUMS, error_model="numpy")
+def norm_param_grads(g, xhat, dw, db):
+    """dw = sum over rows of g * xhat, db = sum over rows of g, for the columns given (n, d)."""
+    n, d = g.shape
+    for j in range(d):
+        dw[j] = g[0, j] * xhat[0, j]
+        db[j] = g[0, j]
+    for i in range(1, n):
+        for j in range(d):
+            dw[j] += g[i, j] * xhat[i, j]
+            db[j] += g[i, j]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def adam_update(param, grad, m, v, beta1c, beta2, beta2c, decay, l2, maximize, step_size, bc2_sqrt, eps):
+    """One Adam/AdamW step over flat arrays, in place. Scalars come in the arrays' dtype:
+    ``beta1c`` = 1 - beta1, ``beta2c`` = 1 - beta2, ``decay`` = 1 - lr * weight_decay (AdamW,
+    1 for none), ``l2`` = weight_decay (Adam's gradient penalty, 0 for none)."""
+    for i in range(param.shape[0]):
+        g = -grad[i] if maximize else grad[i]
+        p = param[i]
+        if decay != 1:
+            p = p * decay
+        if l2 != 0:
+            g = g + p * l2
+        mi = m[i] + (g - m[i]) * beta1c
+        vi = v[i] * beta2 + (g * g) * beta2c
+        m[i] = mi
+        v[i] = vi
+        denom = np.sqrt(vi) / bc2_sqrt + eps
+        param[i] = p - (mi / denom) * step_size
+
+
+# GELU, tanh form, float32 only: s = (1 + tanh u) / 2 is computed as the sigmoid 1 / (1 + exp(-2u))
+# (the same number; no cancellation where s is tiny), with a vectorisable exp: NumPy's and libm's
+# tanh / exp are one scalar call per element here (np.tanh: ~1.9 ns an element, the fused loop: ~1).
+_GELU_C = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_K = 0.044715
+# exp(z) = p(r) * 2^n, z = n ln2 + r, |r| <= ln2 / 2 (Cephes expf: ln2 in two parts, degree-7 p)
+_LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4
+_EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def gelu_tanh_forward(x, s, out):
+    """out = x s, s = sigmoid(2u), u = C (x + K x^3), over flat float32 arrays (s is saved for backward)."""
+    f = np.float32
+    a3, a1 = f(-2 * _GELU_K * _GELU_C), f(-2 * _GELU_C)
+    lo, hi, log2e, half, one = f(-88.0), f(88.5), f(1.4426950408889634), f(0.5), f(1.0)
+    ln2_hi, ln2_lo = f(_LN2_HI), f(_LN2_LO)
+    p0, p1, p2, p3, p4, p5 = f(_EXP_P[0]), f(_EXP_P[1]), f(_EXP_P[2]), f(_EXP_P[3]), f(_EXP_P[4]), f(_EXP_P[5])
+    for i in range(x.shape[0]):
+        xi = x[i]
+        z = (xi * xi * a3 + a1) * xi                         # -2u
+        z = lo if z < lo else (hi if z > hi else z)          # 2^n below: 0 at z = -88, inf at z = 88.5
+        n = np.floor(z * log2e + half)
+        r = z - n * ln2_hi - n * ln2_lo
+        p = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r + one
+        two_n = np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)  # 2^n: exponent bits
+        si = one / (one + p * two_n)
+        s[i] = si
+        out[i] = xi * si
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def gelu_tanh_backward(x, s, g, dx):
+    """dx = g (s + s (1 - s) x (2C + 6CK x^2)) over flat float32 arrays (1 - tanh^2 u = 4 s (1 - s))."""
+    f = np.float32
+    b2, b0, one = f(6 * _GELU_K * _GELU_C), f(2 * _GELU_C), f(1.0)
+    for i in range(x.shape[0]):
+        xi, si = x[i], s[i]
+        dx[i] = g[i] * (si + si * (one - si) * ((xi * xi * b2 + b0) * xi))
