@@ -17,11 +17,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = [
-    ("train-small", ["train", "--config", "small"]),
-    ("train-medium", ["train", "--config", "medium"]),
-    ("generate", ["generate"]),
-    ("tokenize", ["tokenize"]),
+NUMPY_ONLY = {"SCRATCHLLM_KERNELS": "numpy"}  # the compiled kernels off: scratchllm on NumPy alone
+BENCHES = [  # (name, bench arguments, extra environment)
+    ("train-small", ["train", "--config", "small"], {}),
+    ("train-medium", ["train", "--config", "medium"], {}),
+    ("train-small-numpy", ["train", "--config", "small"], NUMPY_ONLY),
+    ("train-medium-numpy", ["train", "--config", "medium"], NUMPY_ONLY),
+    ("generate", ["generate"], {}),
+    ("tokenize", ["tokenize"], {}),
 ]
 
 
@@ -34,12 +37,12 @@ def has_command(name: str, env: dict) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json-dir", type=Path, help="write each benchmark's JSON here")
-    parser.add_argument("--only", nargs="*", help="names among " + ", ".join(n for n, _ in BENCHES))
+    parser.add_argument("--only", nargs="*", help="names among " + ", ".join(n for n, _, _ in BENCHES))
     args = parser.parse_args(argv)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     start, failed = time.perf_counter(), []
-    for name, cmd in BENCHES:
+    for name, cmd, extra in BENCHES:
         if args.only and name not in args.only:
             continue
         if not has_command(cmd[0], env):
@@ -47,7 +50,7 @@ def main(argv=None) -> int:
             continue
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "scratchllm", "bench", *cmd, "--json"],
-                              capture_output=True, text=True, env=env)
+                              capture_output=True, text=True, env={**env, **extra})
         if proc.returncode != 0:
             failed.append(name)
             print(f"== {name}: FAILED\n{proc.stderr[-3000:]}\n")

@@ -19,12 +19,15 @@ Figures (all documented in benchmarks/RESULTS.md):
   is the parameter count without the position embedding (nanoGPT's
   ``get_num_params(non_embedding=True)``; the tied token embedding counts once).
 - ``peak_mem_mb``: see ``memory.py`` (same method for both, separate processes).
+- ``kernels``: "numba" when the optional compiled kernels ran (``scratchllm.kernels``),
+  "numpy" when scratchllm ran on NumPy alone (``SCRATCHLLM_KERNELS=numpy``, or no numba).
 """
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import time
 
 from ..backend import xp
+from ..kernels import name as kernels_name
 from .common import cores_used, machine, matmul_peak_gflops, summarize
 
 LR, BETAS, WEIGHT_DECAY, EPS = 6e-4, (0.9, 0.95), 0.1, 1e-8
@@ -200,6 +203,7 @@ def run_train_bench(config: str = "small", steps: int = None, warmup: int = 2, p
                    "params_non_embedding": ours.n_params_non_embedding,
                    "flops_per_token": flops_per_token, "data": batches.source},
         "steps": steps, "warmup": warmup, "threads": threads,
+        "kernels": kernels_name(),  # "numba": the compiled kernels ran; "numpy": NumPy alone
         "matmul_peak_gflops": round(peak, 1),
     }
     mem = {}
@@ -235,7 +239,8 @@ def format_train(result: dict) -> str:
     lines = [f"bench train --config {c['name']}: n_layer {c['n_layer']}, n_head {c['n_head']}, "
              f"n_embd {c['n_embd']}, block {c['block_size']}, batch {c['batch_size']}, "
              f"{c['params']:,} params, data {c['data']}, {result['threads']} threads, "
-             f"{result['steps']} timed steps after {result['warmup']} warm-up",
+             f"{result['steps']} timed steps after {result['warmup']} warm-up, "
+             f"kernels: {result.get('kernels', 'numpy')}",
              f"NumPy float32 matmul peak: {result['matmul_peak_gflops']} GFLOP/s",
              f"{'':12}{'tokens/s':>11}{'step ms':>10}{'GFLOP/s':>9}{'MFU':>7}{'peak MB':>9}{'loss 1st/last':>18}"]
     for name in ("scratchllm", "torch"):

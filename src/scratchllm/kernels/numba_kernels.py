@@ -111,23 +111,26 @@ _LN2_HI, _LN2_LO = 0.693359375, -2.12194440e-4
 _EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def exp32(z):
+    """exp(z) for a float32 z, in a form LLVM vectorises (inlined into the loops below)."""
+    f = np.float32
+    z = f(-88.0) if z < f(-88.0) else (f(88.5) if z > f(88.5) else z)  # 2^n below: 0 at -88, inf at 88.5
+    n = np.floor(z * f(1.4426950408889634) + f(0.5))
+    r = z - n * f(_LN2_HI) - n * f(_LN2_LO)
+    p = (((((f(_EXP_P[0]) * r + f(_EXP_P[1])) * r + f(_EXP_P[2])) * r + f(_EXP_P[3])) * r
+          + f(_EXP_P[4])) * r + f(_EXP_P[5])) * (r * r) + r + f(1.0)
+    return p * np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)  # 2^n: exponent bits
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def gelu_tanh_forward(x, s, out):
     """out = x s, s = sigmoid(2u), u = C (x + K x^3), over flat float32 arrays (s is saved for backward)."""
     f = np.float32
-    a3, a1 = f(-2 * _GELU_K * _GELU_C), f(-2 * _GELU_C)
-    lo, hi, log2e, half, one = f(-88.0), f(88.5), f(1.4426950408889634), f(0.5), f(1.0)
-    ln2_hi, ln2_lo = f(_LN2_HI), f(_LN2_LO)
-    p0, p1, p2, p3, p4, p5 = f(_EXP_P[0]), f(_EXP_P[1]), f(_EXP_P[2]), f(_EXP_P[3]), f(_EXP_P[4]), f(_EXP_P[5])
+    a3, a1, one = f(-2 * _GELU_K * _GELU_C), f(-2 * _GELU_C), f(1.0)
     for i in range(x.shape[0]):
         xi = x[i]
-        z = (xi * xi * a3 + a1) * xi                         # -2u
-        z = lo if z < lo else (hi if z > hi else z)          # 2^n below: 0 at z = -88, inf at z = 88.5
-        n = np.floor(z * log2e + half)
-        r = z - n * ln2_hi - n * ln2_lo
-        p = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r + one
-        two_n = np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)  # 2^n: exponent bits
-        si = one / (one + p * two_n)
+        si = one / (one + exp32((xi * xi * a3 + a1) * xi))     # exp(-2u)
         s[i] = si
         out[i] = xi * si
 
@@ -140,3 +143,29 @@ def gelu_tanh_backward(x, s, g, dx):
     for i in range(x.shape[0]):
         xi, si = x[i], s[i]
         dx[i] = g[i] * (si + si * (one - si) * ((xi * xi * b2 + b0) * xi))
+
+
+@njit(nogil=True, cache=True, fastmath=_SUMS, error_model="numpy")
+def softmax_rows(S, n, r0, causal):
+    """Row softmax of float32 attention scores S (rows, keys), in place, shifted by the row max.
+
+    Rows come in groups of ``n`` queries (one head's block, query positions r0 .. r0 + n - 1);
+    with ``causal`` the query at position q sees keys 0..q and the rest of its row becomes 0.
+    """
+    f = np.float32
+    rows, keys = S.shape
+    for i in range(rows):
+        see = min(r0 + i % n + 1, keys) if causal else keys
+        m = S[i, 0]
+        for j in range(1, see):
+            m = S[i, j] if S[i, j] > m else m
+        total = f(0.0)
+        for j in range(see):
+            e = exp32(S[i, j] - m)
+            S[i, j] = e
+            total += e
+        inv = f(1.0) / total
+        for j in range(see):
+            S[i, j] *= inv
+        for j in range(see, keys):
+            S[i, j] = f(0.0)

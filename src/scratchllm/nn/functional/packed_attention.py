@@ -6,6 +6,7 @@ result back to (B, T, C) with a copy. This op does all of that as one graph node
 
     q, k, v = views of qkv (B, T, 3, H, D) as (B, H, T, D)      (no copies; BLAS takes strides)
     P = softmax(q k^T * scale + causal mask)                     (B, H, T, T), in place
+                                                    (float32 with numba: one compiled loop a row)
     y = P v   written into a (B, T, H, D) buffer                 == (B, T, C) without a transpose
 
 Backward (the rules of ``scaled_dot_product_attention``), with g = dL/dy viewed as (B, H, T, D):
@@ -24,6 +25,7 @@ import math
 
 from ...autograd.tensor import make_result
 from ...backend import xp
+from ...kernels import kernels
 from ._util import as_float_tensor, row_sums
 from ._threads import chunk_edges, pooled, run_chunks
 from .dropout import dropout_mask
@@ -115,14 +117,18 @@ def qkv_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: float = 0
     Yh = Y.transpose(0, 2, 1, 3)                                    # (B, H, T, D) view of the output
     edges = chunk_edges(B, parallel=dropout_p == 0.0 and pooled(X.size))  # dropout draws stay in order
     probs = [[None] * len(blocks) for _ in edges[1:]]               # [chunk][row block] -> (P, P', mask)
+    k = kernels() if X.dtype == xp.float32 and X.size else None     # compiled softmax (one loop a row)
 
     def forward_rows(c, b0, b1):                                    # batch rows b0:b1 (one pool thread)
         qs = Q[b0:b1] * X.dtype.type(scale)                         # temporary
-        bounded = _bounded(qs, K[b0:b1])
+        bounded = k is None and _bounded(qs, K[b0:b1])
         for j, (r0, r1) in enumerate(blocks):
             e = S_end(r1)
             P = xp.matmul(qs[:, :, r0:r1], K[b0:b1, :, :e].swapaxes(-1, -2))  # (b, H, r1 - r0, e) scores
-            _softmax_rows_(P, r0, is_causal, bounded)
+            if k is not None:
+                k.softmax_rows(P.reshape(-1, e), r1 - r0, r0, is_causal)
+            else:
+                _softmax_rows_(P, r0, is_causal, bounded)
             drop, Pd = None, P
             if dropout_p > 0.0:
                 drop = dropout_mask(P.shape, dropout_p, P.dtype, generator)
