@@ -1,14 +1,17 @@
 """The multi-core paths (nn/functional/_threads.py) give the one-core results to the bit.
 
-``make test`` runs with one BLAS thread, which also makes the thread pool use one chunk; here
-the pool is forced to 2 chunks (``_cores``) and its size threshold lowered, so the split code
-of GELU, LayerNorm, RMSNorm, packed attention and Adam/AdamW runs in CI too, and is compared
-with the one-chunk run (itself tested against torch elsewhere).
+``make test`` runs with one BLAS thread, which also keeps the thread pool to the calling thread;
+here the pool is forced to 1, 2 or 3 cores (``_cores``) and its size threshold lowered, so the
+split code of GELU, LayerNorm, RMSNorm, packed attention and Adam/AdamW runs in CI too, and the
+runs on 2 and 3 cores are compared with the one-core run (itself tested against torch
+elsewhere), with the NumPy code and with the numba kernels (``SCRATCHLLM_KERNELS``;
+tests/kernel_paths tests both against torch).
 """
 import numpy as np
 import pytest
 
 import scratchllm as sl
+from scratchllm import kernels
 from scratchllm.nn import functional as F
 from scratchllm.blas import blas_threads
 from scratchllm.nn.functional import _threads
@@ -24,6 +27,14 @@ def _run(cores, monkeypatch, fn):
         return fn()
 
 
+def _use_kernels(monkeypatch, mode):
+    """SCRATCHLLM_KERNELS=mode ("numpy" or "numba"), checked to be the code that runs."""
+    if mode == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("SCRATCHLLM_KERNELS", mode)
+    assert kernels.name() == mode
+
+
 def _fwd_bwd(op, arrays, seed=0):
     """op(*tensors) -> output and every input's gradient of sum(out * w), as arrays."""
     ts = [sl.Tensor(a.copy(), requires_grad=True) for a in arrays]
@@ -33,9 +44,14 @@ def _fwd_bwd(op, arrays, seed=0):
     return [out.numpy().copy()] + [t.grad.numpy().copy() for t in ts]
 
 
+@pytest.mark.parametrize("cores", [2, 3])
+@pytest.mark.parametrize("mode", ["numpy", "numba"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ["gelu_tanh", "layer_norm", "rms_norm", "qkv_attention"])
-def test_two_chunks_equal_one_chunk_bit_for_bit(monkeypatch, name, dtype):
+def test_split_equals_one_core_bit_for_bit(monkeypatch, name, dtype, mode, cores):
+    """2 and 3 cores give the one-core bits. (The ranges are fixed by the size alone: NumPy's
+    layer_norm row sums, a BLAS gemv, round a range's last rows by the range's length.)"""
+    _use_kernels(monkeypatch, mode)
     rng = np.random.default_rng(1)
     C = 96
     x = rng.standard_normal((4, 200, C)).astype(dtype)                 # 76,800 elements
@@ -48,13 +64,15 @@ def test_two_chunks_equal_one_chunk_bit_for_bit(monkeypatch, name, dtype):
     }
     op, arrays = cases[name]
     one = _run(1, monkeypatch, lambda: _fwd_bwd(op, arrays))
-    two = _run(2, monkeypatch, lambda: _fwd_bwd(op, arrays))
-    for a, c in zip(one, two):
+    for a, c in zip(one, _run(cores, monkeypatch, lambda: _fwd_bwd(op, arrays))):
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("mode,amsgrad", [("numpy", True), ("numpy", False), ("numba", False)])
 @pytest.mark.parametrize("opt", ["AdamW", "Adam"])
-def test_adam_two_chunks_equal_one_chunk_bit_for_bit(monkeypatch, opt):
+def test_adam_two_chunks_equal_one_chunk_bit_for_bit(monkeypatch, opt, mode, amsgrad):
+    """amsgrad keeps the NumPy code, so it is not run again with the kernels."""
+    _use_kernels(monkeypatch, mode)
     rng = np.random.default_rng(2)
     shapes = [(300, 400), (400,), (70_000,), (3, 5)]                   # big ones are split, small ones not
     start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -63,7 +81,7 @@ def test_adam_two_chunks_equal_one_chunk_bit_for_bit(monkeypatch, opt):
     def train():
         params = [sl.nn.Parameter(a.copy()) for a in start]
         o = getattr(sl.optim, opt)([{"params": params[:2], "weight_decay": 0.1},
-                                    {"params": params[2:], "weight_decay": 0.0}], lr=1e-2, amsgrad=True)
+                                    {"params": params[2:], "weight_decay": 0.0}], lr=1e-2, amsgrad=amsgrad)
         for g in grads:
             for p, gi in zip(params, g):
                 p.grad = sl.Tensor(gi.copy())

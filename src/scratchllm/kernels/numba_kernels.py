@@ -124,25 +124,30 @@ def exp32(z):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def gelu_tanh_forward(x, s, out):
-    """out = x s, s = sigmoid(2u), u = C (x + K x^3), over flat float32 arrays (s is saved for backward)."""
+def gelu_tanh_forward(x, e, out):
+    """out = x s, s = sigmoid(2u) = 1 / (1 + e), e = exp(-2u), u = C (x + K x^3), over flat
+    float32 arrays; e is saved for backward."""
     f = np.float32
     a3, a1, one = f(-2 * _GELU_K * _GELU_C), f(-2 * _GELU_C), f(1.0)
     for i in range(x.shape[0]):
         xi = x[i]
-        si = one / (one + exp32((xi * xi * a3 + a1) * xi))     # exp(-2u)
-        s[i] = si
-        out[i] = xi * si
+        ei = exp32((xi * xi * a3 + a1) * xi)
+        e[i] = ei
+        out[i] = xi / (one + ei)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def gelu_tanh_backward(x, s, g, dx):
-    """dx = g (s + s (1 - s) x (2C + 6CK x^2)) over flat float32 arrays (1 - tanh^2 u = 4 s (1 - s))."""
+def gelu_tanh_backward(x, e, g, dx):
+    """dx = g (s + s (1 - s) x (2C + 6CK x^2)) over flat float32 arrays (1 - tanh^2 u = 4 s (1 - s)).
+
+    1 - s is e s where s >= 1/2 (no cancellation), 1 - s itself where s < 1/2 (e may be inf there)."""
     f = np.float32
     b2, b0, one = f(6 * _GELU_K * _GELU_C), f(2 * _GELU_C), f(1.0)
     for i in range(x.shape[0]):
-        xi, si = x[i], s[i]
-        dx[i] = g[i] * (si + si * (one - si) * ((xi * xi * b2 + b0) * xi))
+        xi, ei = x[i], e[i]
+        si = one / (one + ei)
+        rest = one - si if ei > one else ei * si
+        dx[i] = g[i] * (si + si * rest * ((xi * xi * b2 + b0) * xi))
 
 
 @njit(nogil=True, cache=True, fastmath=_SUMS, error_model="numpy")

@@ -11,7 +11,7 @@ So BLAS runs with one thread inside ``run_chunks`` and the work is split here in
 ``matmul`` / ``matmuls`` cut products into row chunks for a job queue (``run_jobs``),
 attention splits by batch, GELU / LayerNorm / Adam by ranges (NumPy and BLAS release the
 GIL). ``run_chunks(fn, chunk_edges(n))`` calls ``fn(i, a, b)`` for disjoint ranges a:b
-covering ``range(n)``, one per core; with one core (or one item) it is a plain call. The BLAS
+covering ``range(n)``, a fixed number of them, shared by the cores; one range is a plain call. The BLAS
 thread count is set with ``scratchllm.blas``.
 
 Small ops stay on the calling thread: waking a pool thread costs 0.1-0.3 ms on the 2-vCPU VMs
@@ -57,14 +57,15 @@ def pooled(n_elements: int) -> bool:
     return n_elements >= POOL_MIN
 
 
-CHUNKS_PER_CORE = 2  # a pool thread that starts late takes fewer chunks (see run_chunks)
+POOL_CHUNKS = 8  # ranges of a pooled op: fixed, so the ranges (and the bits) are the same on any machine
 
 
 def chunk_edges(n_items: int, parallel: bool = True) -> list:
-    """Edges of the ranges ``run_chunks`` hands out: ``CHUNKS_PER_CORE`` per core (at most
-    ``n_items``); one range when not ``parallel`` or on one core."""
-    cores = _cores() if parallel else 1
-    k = max(1, min(cores * CHUNKS_PER_CORE if cores > 1 else 1, n_items))
+    """Edges of the ranges ``run_chunks`` hands out: ``POOL_CHUNKS`` of them (at most ``n_items``)
+    when ``parallel``, else one. The edges never depend on the core count: an op whose result
+    depends on its ranges (a BLAS row sum rounds a range's last rows by the range's length)
+    then gives the same bits on 1, 2 or 16 cores; the threads share the ranges (``run_chunks``)."""
+    k = max(1, min(POOL_CHUNKS, n_items)) if parallel else 1
     return [n_items * i // k for i in range(k + 1)]
 
 

@@ -42,7 +42,7 @@ def _or_const(v, value, d, dtype):
 
 
 def _split(n_rows, d):
-    """Row edges (dx, forward) and column edges (dw, db): one range of each per core."""
+    """Row edges (dx, forward) and column edges (dw, db): as many of each as ``chunk_edges`` gives."""
     rows = chunk_edges(n_rows, pooled(n_rows * d))
     k = len(rows) - 1
     return rows, [d * i // k for i in range(k + 1)]
@@ -177,7 +177,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
         rstd = xp.sqrt(ms, out=ms)
         xp.reciprocal(rstd, out=rstd)                    # (N, 1)
         xhat = x2d * rstd
-        out = xhat * w if w is not None else xhat
+        out = xp.multiply(xhat, w, dtype=xhat.dtype) if w is not None else xhat   # x's dtype, as torch
     parents = (x,) if weight is None else (x, weight)
 
     def backward(g):
