@@ -194,7 +194,7 @@ def test_gelu_kernel_accuracy(monkeypatch, calls):
 def test_qkv_attention(mode, calls, dtype, T, causal, scale):
     """Float32 runs the compiled softmax (row max shift, causal zeros; T >= 128: causal row
     blocks, each row seeing r0 + i + 1 keys); scale 6 makes scores leave (-80, 80), where the
-    NumPy code drops its max shift."""
+    NumPy code needs its max shift."""
     x = rand(np.random.default_rng(T), (2, T, 3 * 2 * 4), dtype, scale)
     compare(lambda a: F.qkv_attention(a, 2, is_causal=causal),
             lambda a: torch_qkv_attention(a, 2, is_causal=causal), [x], dtype, T)
