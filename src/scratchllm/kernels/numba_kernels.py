@@ -49,11 +49,20 @@ def norm_forward(x, w, b, eps, center, out, xhat, rstd):
 
 
 @njit(nogil=True, cache=True, fastmath=_SUMS, error_model="numpy")
-def norm_backward_dx(g, xhat, rstd, w, center, dx):
-    """dx for the rows of g, xhat (n, d), rstd (n, 1)."""
+def norm_backward(g, xhat, rstd, w, center, want_dx, dx, dw, db):
+    """For the rows of g, xhat (n, d), rstd (n, 1): dx (when ``want_dx``) and this range's share
+    of the parameter gradients, dw = sum_n g xhat and db = sum_n g (the caller adds the shares)."""
     n, d = g.shape
     zero, inv_d = g.dtype.type(0), g.dtype.type(1.0 / d)
+    for j in range(d):
+        dw[j] = zero
+        db[j] = zero
     for i in range(n):
+        for j in range(d):
+            dw[j] += g[i, j] * xhat[i, j]
+            db[j] += g[i, j]
+        if not want_dx:
+            continue
         gw = g[i, 0] * w[0]
         mean_gw = gw
         mean_gwx = gw * xhat[i, 0]
@@ -66,19 +75,6 @@ def norm_backward_dx(g, xhat, rstd, w, center, dx):
         r = rstd[i, 0]
         for j in range(d):
             dx[i, j] = r * (g[i, j] * w[j] - mean_gw - xhat[i, j] * mean_gwx)
-
-
-@njit(nogil=True, cache=True, fastmath=_SUMS, error_model="numpy")
-def norm_param_grads(g, xhat, dw, db):
-    """dw = sum over rows of g * xhat, db = sum over rows of g, for the columns given (n, d)."""
-    n, d = g.shape
-    for j in range(d):
-        dw[j] = g[0, j] * xhat[0, j]
-        db[j] = g[0, j]
-    for i in range(1, n):
-        for j in range(d):
-            dw[j] += g[i, j] * xhat[i, j]
-            db[j] += g[i, j]
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

@@ -72,7 +72,8 @@ def _dx_into(g2d, xhat, rstd, w, center, dx):
 
 
 def _norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
-    """(dx, dw, db) of the row normalisation: dx by row ranges, dw/db by column ranges, one per core."""
+    """(dx, dw, db) of the row normalisation over row ranges. NumPy: dx by row ranges, dw/db by
+    column ranges; compiled: each row range gives its dx and its share of dw/db in one pass."""
     g2d = g.reshape(xhat.shape)
     if not g2d.flags.c_contiguous:
         g2d = xp.ascontiguousarray(g2d)
@@ -82,30 +83,32 @@ def _norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
     db = xp.empty(d, dtype=xhat.dtype) if want_db else None
     rows, cols = _split(n, d)
     k = _compiled(xhat, g2d, w)
-    if k is not None:
+    if k is not None:                                     # compiled: one pass over each row range
         wk = _or_const(w, 1, d, xhat.dtype)
-        dwk = dw if dw is not None else (xp.empty(d, dtype=xhat.dtype) if want_db else None)
-        dbk = db if db is not None else (xp.empty(d, dtype=xhat.dtype) if want_dw else None)
+        shares = xp.empty((len(rows) - 1, 2, d), dtype=xhat.dtype)   # (range, dw / db, d)
+        dx_k = dx if dx is not None else xp.empty((1, d), dtype=xhat.dtype)
 
     def chunk(i, a, b):
-        c0, c1 = cols[i], cols[i + 1]
-        if k is None:
-            if dx is not None:
-                _dx_into(g2d[a:b], xhat[a:b], rstd[a:b], w, center, dx[a:b])
-            _param_grads_into(g2d, xhat, dw, db, c0, c1)
+        if k is not None:
+            k.norm_backward(g2d[a:b], xhat[a:b], rstd[a:b], wk, center, dx is not None,
+                            dx_k[a:b] if dx is not None else dx_k, shares[i, 0], shares[i, 1])
             return
         if dx is not None:
-            k.norm_backward_dx(g2d[a:b], xhat[a:b], rstd[a:b], wk, center, dx[a:b])
-        if dwk is not None:                               # the kernel sums dw and db together
-            k.norm_param_grads(g2d[:, c0:c1], xhat[:, c0:c1], dwk[c0:c1], dbk[c0:c1])
+            _dx_into(g2d[a:b], xhat[a:b], rstd[a:b], w, center, dx[a:b])
+        _param_grads_into(g2d, xhat, dw, db, cols[i], cols[i + 1])
 
     run_chunks(chunk, rows)
+    if k is not None:                                     # the ranges' shares, added in range order
+        if dw is not None:
+            shares[:, 0].sum(axis=0, out=dw)
+        if db is not None:
+            shares[:, 1].sum(axis=0, out=db)
     return dx, dw, db
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    """Forward and backward split over row ranges (one per core); each row's arithmetic is
-    the same whatever the split, so results do not depend on the number of cores."""
+    """Forward and backward split over row ranges that depend on the size alone, so results do
+    not depend on the number of cores."""
     x = as_float_tensor(x)
     X = x.data
     x2d, ns = _rows(X, normalized_shape, "layer_norm")
