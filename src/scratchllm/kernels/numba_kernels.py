@@ -12,12 +12,14 @@ Norms (rows of x (N, D); ``center`` False gives RMSNorm):
 
 Adam: torch.optim.Adam's update, element by element, in the order and precision of the
 NumPy code in ``optim/adam.py`` (no fast-math there, so both paths give the same bits).
+
+tanh-GELU and the attention softmax (float32 only) use ``exp32``, an exp LLVM can vectorise.
 """
 import numpy as np
 from numba import njit
 
-# Reassociation lets LLVM vectorise the row sums; no contraction (FMA), so every row and
-# column gets the same arithmetic whichever loop (row chunk or column range) computes it.
+# Reassociation lets LLVM vectorise the row sums; no contraction (FMA). Every row gets the same
+# arithmetic in whichever range it falls, so results do not depend on how the rows are split.
 # error_model="numpy": x / 0 gives inf as in NumPy; numba's default (Python's
 # ZeroDivisionError) puts a branch in every division and stops vectorisation (Adam: 8x slower).
 _SUMS = {"reassoc", "nsz"}

@@ -50,14 +50,14 @@ def _gelu_tanh(a):
 
         y = x s,   dy/dx = s + s (1 - s) x (2C + 6CK x^2)     (1 - t^2 = 4 s (1 - s))
 
-    Large arrays are cut into one contiguous range per core (NumPy releases the GIL). With
+    Large arrays are cut into contiguous ranges for the thread pool (NumPy releases the GIL). With
     numba, float32 runs one compiled loop each way (``kernels``): s as the sigmoid 1 / (1 + e),
     e = exp(-2u) (the same number), and the array saved is e instead of s.
     """
     x = a.data
     xf = x.reshape(-1) if x.flags.c_contiguous else xp.ascontiguousarray(x).reshape(-1)  # (a 0-d x stays 0-d)
-    s, out = xp.empty_like(xf), xp.empty_like(xf)
     k = kernels() if x.dtype == xp.float32 else None
+    s, out = xp.empty_like(xf), xp.empty_like(xf)        # s saved for backward (e, with the kernels)
 
     def forward_range(_, i, j):
         if k is not None:
