@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..autograd.random import Generator, default_generator
 from ..errors import ScratchLLMError
+from ..kernels import name as kernels_name
 from .checkpoint import (OPTIMIZER, STATE, STATE_FORMAT, TRAIN_CONFIG, load_optimizer_state, mirror_files,
                          read_json, save_optimizer, write_folder_atomically, write_json)
 from .config import TrainConfig
@@ -109,6 +110,8 @@ class Trainer:
             self.log(f"model: {cfg.arch}, {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
                      f"{model.num_parameters():,} parameters")
         self.model = model
+        self.log("kernels: " + ("numba (scratchllm[fast])" if kernels_name() == "numba" else
+                                "NumPy alone (pip install \"scratchllm[fast]\" for the compiled ones)"))
         self.optimizer = make_optimizer(model, cfg)
         self.data_gen = Generator(cfg.seed)
         default_generator().manual_seed(cfg.seed + 2)              # dropout and anything else
