@@ -19,9 +19,13 @@ demo: venv
 	$(BIN)/scratchllm train --preset shakespeare-char --out runs/shakespeare-char
 	$(BIN)/scratchllm generate --model runs/shakespeare-char --prompt "ROMEO:" --max-new-tokens 400 --temperature 0.8 --seed 0
 
-# two pytest workers on two cores: one BLAS/torch thread each, so they do not fight over the cores
+# two pytest workers on two cores: one BLAS/torch thread each, so they do not fight over the cores.
+# The suite runs with the numba kernels (the test extra installs numba); the areas whose ops have a
+# kernel then run again on NumPy alone (tests/kernel_paths also compares the two paths directly).
+ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 test: venv-test
-	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 tests
+	$(ONE_THREAD) $(BIN)/python -m pytest -n 2 tests
+	$(ONE_THREAD) SCRATCHLLM_KERNELS=numpy $(BIN)/python -m pytest -n 2 tests/nn tests/optim tests/models tests/train
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

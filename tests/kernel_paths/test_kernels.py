@@ -6,6 +6,8 @@ checks when an op falls back to NumPy (float64 GELU, mixed dtypes, amsgrad). The
 of both paths are tested in tests/nn/test_threaded_paths.py.
 """
 import collections
+import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -297,3 +299,37 @@ def test_gpt_forward_backward_matches_torch(mode, calls):
     for name, p in ours.named_parameters():
         g = ref_grads[names[name]]
         assert_close(p.grad, g.T if name.endswith(CONV1D) else g, np.float32, name)
+
+
+class _Refuse:
+    """A meta-path finder that fails the import of one module with a given error."""
+
+    def __init__(self, name, error):
+        self.name, self.error = name, error
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == self.name:
+            raise self.error
+        return None
+
+
+@pytest.mark.parametrize("error,warns", [(ImportError("no numba"), False),
+                                         (RuntimeError("cannot cache function: no locator"), True)])
+def test_kernels_that_cannot_load_fall_back_to_numpy(monkeypatch, error, warns):
+    """numba missing: NumPy quietly; numba present but unusable (no cache folder): NumPy, with a warning."""
+    name = "scratchllm.kernels.numba_kernels"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delattr(K, "numba_kernels", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_Refuse(name, error)] + sys.meta_path)
+    monkeypatch.delenv("SCRATCHLLM_KERNELS", raising=False)
+    K._load.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert K.kernels() is None and K.name() == "numpy"
+        messages = [str(w.message) for w in caught]
+        assert any("numba is installed" in m for m in messages) if warns else not messages, messages
+        x = sl.Tensor(np.ones((2, 3), np.float32), requires_grad=True)
+        F.layer_norm(x, 3).sum().backward()                          # the NumPy code runs
+    finally:
+        K._load.cache_clear()

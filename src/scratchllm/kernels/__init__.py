@@ -12,6 +12,7 @@ against torch.
 """
 import functools
 import os
+import warnings
 
 _ENV = "SCRATCHLLM_KERNELS"  # "numpy": never use the compiled kernels; "numba": require them
 
@@ -33,10 +34,16 @@ def kernels():
 
 @functools.lru_cache(maxsize=None)
 def _load():
-    """Import the kernels once (numba's import takes ~0.3 s, so only on first use)."""
+    """Import the kernels once (numba's import takes ~0.3 s, so only on first use). No numba:
+    None. A numba that is installed but cannot work here (e.g. no writable cache folder for the
+    compiled code): None too, with a warning that says why."""
     try:
         from . import numba_kernels
     except ImportError:
+        return None
+    except (RuntimeError, OSError) as e:
+        warnings.warn(f"scratchllm: numba is installed but its kernels cannot be used ({e}); "
+                      f"running the NumPy code", RuntimeWarning, stacklevel=3)
         return None
     return numba_kernels
 
