@@ -8,8 +8,8 @@ Both normalise over the trailing ``normalized_shape`` dims, viewed as rows (N, D
                 dx = rstd * (dxhat - xhat * mean(dxhat * xhat))
 
 The forward saves only xhat (N, D) and rstd (N, 1); the sums over N for dw and db
-are single reductions. With numba installed each pass list below is replaced by one
-compiled loop per row range (``scratchllm.kernels``); the NumPy code stays the fallback.
+are single reductions. With numba installed, forward and backward are each one compiled
+loop per row range instead (``scratchllm.kernels``); the NumPy code stays the fallback.
 """
 import math
 
