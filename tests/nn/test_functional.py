@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import scratchllm as sl
 from scratchllm.nn import functional as F
@@ -74,6 +74,9 @@ def test_layer_norm(dtype, affine, lead, norm, seed):
 @FAST
 @given(lead=shapes, dim=st.integers(1, 9), seed=st.integers(0, 99), eps=st.sampled_from([None, 1e-6, 1e-5]))
 def test_rms_norm(dtype, weight, lead, dim, seed, eps):
+    """dim = 1 is float64 only: the output is +-w whatever x (up to eps), so the exact dx is
+    eps-sized and float32 leaves only round-off, ours and torch's (each ~1e-6, unrelated)."""
+    assume(dim != 1 or dtype == np.float64)
     rng = np.random.default_rng(seed)
     arrays = [_rand(rng, lead + (dim,), dtype, 2.0)]
     if weight:

@@ -58,9 +58,10 @@ class Adam(Optimizer):
     def step(self) -> None:
         """One update of every parameter that has a gradient (others are skipped).
 
-        The elementwise update runs on every core: each large parameter is cut into one flat
-        range per core, small ones go whole to one core each; every element gets the same
-        arithmetic whatever the split, so results do not depend on the number of cores.
+        The elementwise update runs on every core: each large parameter is cut into the same
+        number of flat ranges (``chunk_edges``), small ones go whole to one range each; every
+        element gets the same arithmetic whatever the split, so results do not depend on the
+        number of cores.
         """
         jobs, total = [], 0
         k = kernels()

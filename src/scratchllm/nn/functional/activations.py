@@ -50,6 +50,10 @@ def _gelu_tanh(a):
 
         y = x s,   dy/dx = s + s (1 - s) x (2C + 6CK x^2)     (1 - t^2 = 4 s (1 - s))
 
+    s is computed as the sigmoid 1 / (1 + exp(-2u)), the same number: from tanh, a tiny s (x
+    below about -3) would carry tanh's absolute error, which the two nearly cancelling terms of
+    dy/dx amplify (float32, x = -4.19: 0.3% off in the gradient; torch float32 0.17%).
+
     Large arrays are cut into contiguous ranges for the thread pool (NumPy releases the GIL). With
     numba, float32 runs one compiled loop each way (``kernels``): s as the sigmoid 1 / (1 + e),
     e = exp(-2u) (the same number), and the array saved is e instead of s.
@@ -65,12 +69,13 @@ def _gelu_tanh(a):
             return
         xi, si = xf[i:j], s[i:j]
         xp.multiply(xi, xi, out=si)            # every step below writes into this one temporary
-        si *= _K * _C
-        si += _C
-        si *= xi                               # u = C (x + K x^3)
-        xp.tanh(si, out=si)
-        si *= 0.5
-        si += 0.5                              # s = (1 + tanh u) / 2
+        si *= -2 * _K * _C
+        si -= 2 * _C
+        si *= xi                               # -2u, u = C (x + K x^3)
+        with xp.errstate(over="ignore"):       # exp(-2u) = inf: s = 0, as it should
+            xp.exp(si, out=si)
+        si += 1
+        xp.reciprocal(si, out=si)              # s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2
         xp.multiply(xi, si, out=out[i:j])
 
     run_chunks(forward_range, chunk_edges(xf.size, pooled(xf.size)))

@@ -106,30 +106,28 @@ def _norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
     return dx, dw, db
 
 
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    """Forward and backward split over row ranges that depend on the size alone, so results do
-    not depend on the number of cores."""
-    x = as_float_tensor(x)
-    X = x.data
-    x2d, ns = _rows(X, normalized_shape, "layer_norm")
+def _norm_forward(x2d, w, bv, eps, center):
+    """(out, xhat, rstd) of rows x2d (N, D), over row ranges that depend on the size alone (so
+    results do not depend on the number of cores); ``center`` False: RMSNorm (no mean, no bias)."""
     if not x2d.flags.c_contiguous:
         x2d = xp.ascontiguousarray(x2d)
     n, d = x2d.shape
     xhat = xp.empty_like(x2d)                            # (N, D)
     rstd = xp.empty((n, 1), dtype=x2d.dtype)             # (N, 1)
-    out = xp.empty_like(x2d)
-    w = weight.data.reshape(-1) if weight is not None else None
-    bv = bias.data.reshape(-1) if bias is not None else None
+    out = xp.empty_like(x2d)                             # x's dtype whatever w's, as torch
     k = _compiled(x2d, w, bv)
     if k is not None:
         wk, bk = _or_const(w, 1, d, x2d.dtype), _or_const(bv, 0, d, x2d.dtype)
 
     def forward_rows(_, a, b):
         if k is not None:
-            k.norm_forward(x2d[a:b], wk, bk, eps, True, out[a:b], xhat[a:b], rstd[a:b])
+            k.norm_forward(x2d[a:b], wk, bk, eps, center, out[a:b], xhat[a:b], rstd[a:b])
             return
         xr, xh, rs = x2d[a:b], xhat[a:b], rstd[a:b]
-        xp.subtract(xr, row_sums(xr, 1.0 / d)[:, None], out=xh)     # centred, becomes xhat in place
+        if center:
+            xp.subtract(xr, row_sums(xr, 1.0 / d)[:, None], out=xh)     # centred, becomes xhat in place
+        else:
+            xh[...] = xr
         xp.einsum("nd,nd->n", xh, xh, out=rs[:, 0])
         rs *= 1.0 / d
         rs += eps
@@ -144,6 +142,17 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
             out[a:b] += bv
 
     run_chunks(forward_rows, _split(n, d)[0])
+    return out, xhat, rstd
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    """LayerNorm over the trailing ``normalized_shape`` dims, torch's signature."""
+    x = as_float_tensor(x)
+    X = x.data
+    x2d, ns = _rows(X, normalized_shape, "layer_norm")
+    w = weight.data.reshape(-1) if weight is not None else None
+    bv = bias.data.reshape(-1) if bias is not None else None
+    out, xhat, rstd = _norm_forward(x2d, w, bv, eps, center=True)
     parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
 
     def backward(g):
@@ -166,21 +175,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
         eps = float(xp.finfo(X.dtype).eps)
     x2d, ns = _rows(X, normalized_shape, "rms_norm")
     w = weight.data.reshape(-1) if weight is not None else None
-    k = _compiled(x2d, w)
-    if k is not None:
-        n, d = x2d.shape
-        out, xhat = xp.empty_like(x2d), xp.empty_like(x2d)
-        rstd = xp.empty((n, 1), dtype=x2d.dtype)         # (N, 1)
-        k.norm_forward(x2d, _or_const(w, 1, d, x2d.dtype), xp.zeros(d, dtype=x2d.dtype), eps, False,
-                       out, xhat, rstd)
-    else:
-        ms = xp.einsum("nd,nd->n", x2d, x2d)[:, None]
-        ms *= 1.0 / x2d.shape[1]
-        ms += eps
-        rstd = xp.sqrt(ms, out=ms)
-        xp.reciprocal(rstd, out=rstd)                    # (N, 1)
-        xhat = x2d * rstd
-        out = xp.multiply(xhat, w, dtype=xhat.dtype) if w is not None else xhat   # x's dtype, as torch
+    out, xhat, rstd = _norm_forward(x2d, w, None, eps, center=False)
     parents = (x,) if weight is None else (x, weight)
 
     def backward(g):
