@@ -20,12 +20,15 @@ demo: venv
 	$(BIN)/scratchllm generate --model runs/shakespeare-char --prompt "ROMEO:" --max-new-tokens 400 --temperature 0.8 --seed 0
 
 # two pytest workers on two cores: one BLAS/torch thread each, so they do not fight over the cores.
-# The suite runs with the numba kernels (the test extra installs numba); the areas whose ops have a
-# kernel then run again on NumPy alone (tests/kernel_paths also compares the two paths directly).
+# The suite runs with the numba kernels, required (SCRATCHLLM_KERNELS=numba: a missing numba fails);
+# the areas whose ops have a kernel then run again on NumPy alone (tests/kernel_paths also compares
+# the two paths directly). SCRATCHLLM_NO_SKIP=1 turns any skipped test into a failure
+# (tests/conftest.py) and -rs prints the reason of every skip.
 ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+PYTEST     := $(ONE_THREAD) SCRATCHLLM_NO_SKIP=1 $(BIN)/python -m pytest -n 2 -rs
 test: venv-test
-	$(ONE_THREAD) $(BIN)/python -m pytest -n 2 tests
-	$(ONE_THREAD) SCRATCHLLM_KERNELS=numpy $(BIN)/python -m pytest -n 2 tests/nn tests/optim tests/models tests/train
+	SCRATCHLLM_KERNELS=numba $(PYTEST) tests
+	SCRATCHLLM_KERNELS=numpy $(PYTEST) tests/nn tests/optim tests/models tests/train
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

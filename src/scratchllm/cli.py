@@ -16,12 +16,18 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.cli import add_train_command
     from .models.cli import add_generate_command
     from .bench.cli import add_bench_train, add_bench_generate
+    from .serve.cli import add_serve_commands
+    from .io.export import add_export_command
+    from .finetune.cli import add_finetune_command
 
     parser = argparse.ArgumentParser(prog="scratchllm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_command(sub)
     add_generate_command(sub)
     add_tokenizer_commands(sub)
+    add_serve_commands(sub)
+    add_export_command(sub)
+    add_finetune_command(sub)
     bench = sub.add_parser("bench", help="time scratchllm side by side with its peer (PyTorch, HF, tiktoken)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
     add_bench_train(bench_sub)
@@ -34,6 +40,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:             # `scratchllm generate ... | head -1`: the reader is done
+        _stdout_to_devnull()
+        return 0
     except (ScratchLLMError, OSError, ValueError, KeyError, ImportError) as e:
         if os.environ.get("SCRATCHLLM_DEBUG") or (isinstance(e, ImportError) and not _optional(e)):
             raise
@@ -42,6 +51,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"scratchllm {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 _OPTIONAL = {"torch", "transformers", "tiktoken", "sentencepiece", "sklearn", "regex"}

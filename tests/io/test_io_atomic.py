@@ -3,9 +3,8 @@ import os
 
 import numpy as np
 import pytest
-import safetensors.numpy
-
 import scratchllm as sl
+import scratchllm.io.safetensors_file as st_file
 from scratchllm.atomic import atomic_write
 
 
@@ -43,12 +42,11 @@ def test_save_crash_midway_keeps_old_checkpoint(tmp_path, monkeypatch):
     sl.save(old, path, metadata={"step": 1})
     before = path.read_bytes()
 
-    def crashing_save_file(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"\x00" * 100)                    # half a file...
+    def crashing_write_data(f, arrays):
+        f.write(b"\x00" * 100)                        # half the data...
         raise OSError("killed in the middle of the write")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", crashing_save_file)
+    monkeypatch.setattr(st_file, "_write_data", crashing_write_data)
     with pytest.raises(OSError, match="killed"):
         sl.save({"w": np.zeros(1000, dtype=np.float32)}, path, metadata={"step": 2})
     assert path.read_bytes() == before

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 import scratchllm as sl
 from scratchllm.models import GPTConfig, LlamaConfig, build_model
-from scratchllm.models.blas_threads import ThreadChooser, blas_thread_count, blas_threads
+from scratchllm.parallel import ThreadChooser, blas_thread_count, blas_threads
 from scratchllm.models.decode import Decoder
-from scratchllm.models.generate import make_step
 
 CONFIGS = {
     "gpt": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=2, n_embd=16),
@@ -87,10 +86,13 @@ def test_every_thread_setting_gives_the_same_ids(threads, monkeypatch):
     np.testing.assert_array_equal(fast, slow)
 
 
-def test_training_mode_with_dropout_keeps_the_tensor_path():
+def test_generation_is_inference_even_in_training_mode():
+    """One inference path: the decoder never applies dropout, so train mode generates as eval mode."""
     model = build_model(GPTConfig(vocab_size=61, block_size=40, n_layer=1, n_head=2, n_embd=16, dropout=0.1))
-    assert not hasattr(make_step(model.train(), 1, 8), "__self__")        # a closure over forward_cached
-    assert isinstance(make_step(model.eval(), 1, 8).__self__, Decoder)
+    prompt = np.array([[1, 2, 3]])
+    assert isinstance(model.train().decoder(1, 8), Decoder)
+    np.testing.assert_array_equal(model.train().generate(prompt, 6, temperature=0.0),
+                                  model.eval().generate(prompt, 6, temperature=0.0))
 
 
 def test_blas_threads_restores_the_count():

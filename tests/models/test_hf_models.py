@@ -72,11 +72,11 @@ def test_kv_cache_logits_equal_full_forward(tmp_path, make):
     ids = _ids(3, hf.config.vocab_size, B=2, T=30)
     full = model(ids).numpy()
     with sl.no_grad():
-        cache = model.new_cache(2, 30)
-        steps = [model.forward_cached(ids[:, :12], cache)]        # prefill 12, then chunks
-        steps.append(model.forward_cached(ids[:, 12:20], cache))  # a multi-token step on a filled cache
+        dec = model.decoder(2, 30)
+        steps = [dec.step(ids[:, :12])]                            # prefill 12, then chunks
+        steps.append(dec.step(ids[:, 12:20]))                      # a multi-token step on a filled cache
         for t in range(20, 30):
-            steps.append(model.forward_cached(ids[:, t:t + 1], cache))
+            steps.append(dec.step(ids[:, t:t + 1]))
     got = np.stack(steps, axis=1)                                  # logits at 11, 19, 20..29
     np.testing.assert_allclose(got, full[:, [11, 19] + list(range(20, 30))], rtol=1e-4, atol=1e-4)
 

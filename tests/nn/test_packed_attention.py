@@ -47,7 +47,7 @@ def test_qkv_attention_large_and_small_scores(dtype, T, causal, scale):
     """Scores known to lie in (-80, 80) skip softmax's max shift; larger ones (scale 6 makes
     the bound |q| |k| pass 80) take the max-shifted path. Both vs torch."""
     x = np.random.default_rng(T).standard_normal((2, T, 3 * 2 * 4)).astype(dtype) * scale
-    from scratchllm.nn.functional.packed_attention import _bounded
+    from scratchllm.nn.functional.attention import _bounded
     q = x[..., :8].reshape(2, T, 2, 4).transpose(0, 2, 1, 3) * 0.5          # scale 1/sqrt(4)
     k = x[..., 8:16].reshape(2, T, 2, 4).transpose(0, 2, 1, 3)
     assert _bounded(q, k) == (scale == 1.0)                                  # both paths are taken

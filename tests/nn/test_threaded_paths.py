@@ -1,4 +1,4 @@
-"""The multi-core paths (nn/functional/_threads.py) give the one-core results to the bit.
+"""The multi-core paths (scratchllm/parallel.py) give the one-core results to the bit.
 
 ``make test`` runs with one BLAS thread, which also keeps the thread pool to the calling thread;
 here the pool is forced to 1, 2 or 3 cores (``_cores``) and its size threshold lowered, so the
@@ -13,8 +13,8 @@ import pytest
 import scratchllm as sl
 from scratchllm import kernels
 from scratchllm.nn import functional as F
-from scratchllm.blas import blas_threads
-from scratchllm.nn.functional import _threads
+from scratchllm.parallel import blas_threads
+from scratchllm import parallel as _threads
 from scratchllm.optim import adam
 
 
@@ -22,7 +22,7 @@ def _run(cores, monkeypatch, fn):
     """fn() with the pool forced to ``cores`` chunks and every op here big enough to use it."""
     monkeypatch.setattr(_threads, "_cores", lambda: cores)
     monkeypatch.setattr(_threads, "POOL_MIN", 1 << 12)
-    monkeypatch.setattr(adam, "_POOL_TOTAL_MIN", 1 << 12)
+    monkeypatch.setattr(_threads, "UPDATE_POOL_MIN", 1 << 12)
     with blas_threads(1 if cores == 1 else None):       # one core: BLAS has one thread too
         return fn()
 
@@ -117,7 +117,7 @@ def test_run_chunks_error_waits_for_every_chunk_and_restores_blas(monkeypatch, b
     thread count is what it was before (the pool sets it to 1 while it runs)."""
     import threading
     import time
-    from scratchllm.blas import blas_thread_count
+    from scratchllm.parallel import blas_thread_count
 
     monkeypatch.setattr(_threads, "_cores", lambda: 2)
     before, done = blas_thread_count(), threading.Event()
@@ -139,7 +139,7 @@ def test_run_chunks_really_uses_two_threads(monkeypatch):
     (each waits for the other at a barrier), and BLAS is single-threaded inside the chunks."""
     import os
     import threading
-    from scratchllm.blas import blas_api, blas_thread_count
+    from scratchllm.parallel import blas_api, blas_thread_count
 
     if blas_api() is None:
         pytest.skip("no OpenBLAS: the thread count cannot be set")

@@ -78,7 +78,7 @@ def test_llama2c_malformed(tmp_path):
 
 def test_scratchllm_and_gpt2_malformed(tmp_path):
     for name, text, match in (("v9.json", '{"format": "scratchllm-bpe", "version": 9}', "version 9"),
-                              ("other.json", '{"model": {}}', "not a scratchllm tokenizer"),
+                              ("other.json", '{"model": {}}', "only BPE tokenizers are read"),
                               ("broken.json", '{"format": ', "bad JSON"),
                               ("merge.json", '{"format": "scratchllm-bpe", "version": 1, '
                                              '"merges": [[1, 999]]}', "merge 0")):

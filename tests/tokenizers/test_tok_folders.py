@@ -1,5 +1,5 @@
 """A model folder as HF publishes it holds HF's tokenizer.json beside tokenizer.model:
-load_tokenizer(folder) reads the SentencePiece file and says why when nothing it reads is there."""
+load_tokenizer(folder) prefers the SentencePiece file, and says what is wrong with a bad tokenizer.json."""
 import shutil
 
 import pytest
@@ -20,7 +20,7 @@ def test_hf_folder_reads_tokenizer_model_not_hf_tokenizer_json(tmp_path, sp_ref)
     assert tok.encode(text) == sp_ref.encode(text)
 
 
-def test_folder_with_only_hf_tokenizer_json_says_so(tmp_path):
+def test_folder_with_only_an_empty_hf_tokenizer_json_says_so(tmp_path):
     (tmp_path / "tokenizer.json").write_text(HF_TOKENIZER_JSON)
-    with pytest.raises(FileNotFoundError, match="tokenizer.json is not scratchllm's format"):
+    with pytest.raises(ValueError, match=r"tokenizer.json: model.vocab: the vocabulary is empty"):
         load_tokenizer(tmp_path)

@@ -78,7 +78,9 @@ def test_custom_pattern_none_and_decode_errors(tmp_path):
     tok = BPETokenizer.train("hello hello world", 270, pattern=r"\p{L}+|\s+",
                              special_tokens={"<s>": 300, "</s>": 301}, bos="<s>", eos="</s>")
     tok.save(tmp_path / "t.json")
-    again = load_tokenizer(tmp_path / "t.json")
+    with pytest.raises(ValueError, match="trust_pattern=True"):   # a file's own regex: only when trusted
+        load_tokenizer(tmp_path / "t.json")
+    again = load_tokenizer(tmp_path / "t.json", trust_pattern=True)
     assert again.pattern == r"\p{L}+|\s+" and again.encode("hello") == tok.encode("hello")
     assert again.encode("hello", bos=True, eos=True) == [300, *tok.encode("hello"), 301]
     none = BPETokenizer.train("hello hello world", 262, pattern=None)

@@ -5,6 +5,11 @@ grad (and recording is on) the output keeps its parents and the ``backward`` clo
 ``run_backward`` visits the nodes in reverse topological order (an explicit stack, no
 recursion), gives each closure its upstream gradient, sums broadcast gradients back to each
 parent's shape, and accumulates the leaves' gradients in ``.grad``.
+
+``backward_reference`` is that walk and nothing else (micrograd's, in one screen); ``run_backward``
+is the fast path: the same walk plus memory tricks, each marked there (sums added in place into
+buffers the walk owns, gradients handed to leaves without a copy, each node's closure freed as
+soon as it ran, and glibc's malloc told to keep freed pages, see allocator.py). Tested equal.
 """
 from __future__ import annotations
 
@@ -81,8 +86,27 @@ def _topological_order(root: Tensor) -> list:
     return order
 
 
+def backward_reference(root: Tensor, gradient=None) -> None:
+    """The plain walk: each node after every node that uses it, gradients summed with +, every
+    leaf's ``.grad`` a fresh array (added to an existing one). Keeps the graph."""
+    grads = {id(root): xp.ones_like(root.data) if gradient is None else _to_array(gradient, root.data.dtype)}
+    for node in reversed(_topological_order(root)):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if node._backward is None:                                   # a leaf
+            node.grad = Tensor(g.copy() if node.grad is None else node.grad.data + g)
+            continue
+        for p, pg in zip(node._parents, node._backward(g)):
+            if pg is None or not p.requires_grad:
+                continue
+            pg = unbroadcast(pg, p.data.shape).astype(p.data.dtype, copy=False)
+            grads[id(p)] = grads[id(p)] + pg if id(p) in grads else pg
+
+
 def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> None:
-    keep_freed_memory()  # once: later steps reuse this step's pages (see allocator.py)
+    """``backward_reference``'s walk, the fast path (the tricks are marked FAST PATH)."""
+    keep_freed_memory()  # FAST PATH, once: later steps reuse this step's pages (see allocator.py)
     if not root.requires_grad:
         raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn "
                            "(no input had requires_grad=True, or it was computed under no_grad)")
@@ -97,8 +121,8 @@ def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> Non
             raise RuntimeError(f"backward(): gradient has shape {g.shape} but the tensor has shape {root.data.shape}")
 
     grads = {id(root): g}
-    owned = set()  # ids whose gradient array was allocated here and may be added into in place
-    handed = {id(g)}  # arrays a leaf keeps as .grad (and the caller's gradient): never kept twice
+    owned = set()  # FAST PATH: ids whose gradient array was allocated here and may be added into in place
+    handed = {id(g)}  # FAST PATH: arrays a leaf keeps as .grad (and the caller's gradient): never kept twice
     for node in reversed(_topological_order(root)):
         g = grads.pop(id(node), None)
         if g is None:
@@ -106,7 +130,7 @@ def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> Non
         backward = node._backward
         if backward is None:  # a leaf: accumulate into .grad (kept across backward calls)
             if node.grad is None:
-                # a fresh base array (not a view, not handed to another leaf) is kept as is
+                # FAST PATH: a fresh base array (not a view, not handed to another leaf) is kept as is
                 fresh = id(node) in owned or (g.base is None and id(g) not in handed and g.flags.writeable)
                 if not fresh:
                     g = g.copy()
@@ -138,7 +162,7 @@ def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> Non
             else:
                 grads[key] = prev + pg
                 owned.add(key)
-        if not retain_graph:
+        if not retain_graph:  # FAST PATH: the closure (and what it saved) is freed right away
             node._parents = ()
             node._versions = ()
             node._backward = _freed

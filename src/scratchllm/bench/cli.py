@@ -59,10 +59,11 @@ def _need_peer(no_peer: bool, modules) -> None:
 
 
 def _train(args) -> int:
+    from .memory import measure_train_memory
     from .train import format_train, run_train_bench
     _need_peer(args.no_peer, ["torch"])
     result = run_train_bench(args.config, steps=args.steps, warmup=args.warmup, peer=not args.no_peer,
-                             memory=not args.no_memory, seed=args.seed)
+                             memory=None if args.no_memory else measure_train_memory, seed=args.seed)
     print(json.dumps(result) if args.json else format_train(result))
     return 0
 

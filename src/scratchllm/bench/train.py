@@ -170,8 +170,11 @@ def _unique(params):
 
 # ------------------------------------------------------------------------------ the run
 def run_train_bench(config: str = "small", steps: int = None, warmup: int = 2, peer: bool = True,
-                    memory: bool = True, seed: int = 0) -> dict:
-    """Time ``steps`` training steps of ours (and the torch peer's), alternating; a JSON-able dict."""
+                    memory=None, seed: int = 0) -> dict:
+    """Time ``steps`` training steps of ours (and the torch peer's), alternating; a JSON-able dict.
+
+    ``memory``: None/False, or ``bench.memory.measure_train_memory`` (what the CLI passes; it runs
+    this module's trainers in subprocesses, so this module does not import it)."""
     cfg = CONFIGS[config]
     steps = steps if steps is not None else {"small": 30, "medium": 6}.get(config, 3)
     threads = cores_used()
@@ -208,8 +211,7 @@ def run_train_bench(config: str = "small", steps: int = None, warmup: int = 2, p
     }
     mem = {}
     if memory:
-        from .memory import measure_train_memory
-        mem = {name: measure_train_memory(name, config, threads) for name in times}
+        mem = {name: memory(name, config, threads) for name in times}
     for name in ("scratchllm", "torch"):
         if name not in times:
             result[name] = None

@@ -14,6 +14,7 @@ windows from them with a seeded generator:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def write_token_files(ids, out_dir, vocab_size: int, val_fraction: float, extra_
     _write_array(train, out_dir / "train.bin")
     _write_array(val, out_dir / "val.bin")
     meta = {"dtype": xp.dtype(dtype).name, "vocab_size": int(vocab_size), "val_fraction": val_fraction,
-            "train_tokens": int(len(train)), "val_tokens": int(len(val)), **(extra_meta or {})}
+            "train_tokens": int(len(train)), "val_tokens": int(len(val)),
+            "train_sha256": file_sha256(out_dir / "train.bin"), "val_sha256": file_sha256(out_dir / "val.bin"),
+            **(extra_meta or {})}
     with atomic_write(out_dir / META, "w") as f:
         json.dump(meta, f, indent=1)
     return meta
@@ -83,6 +86,39 @@ def read_meta(data_dir):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def file_sha256(path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB pieces (about 1 s per GB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def check_token_files(data_dir, meta: dict) -> None:
+    """``train.bin``/``val.bin`` must be the files ``meta.json`` describes: the size its token
+    counts give, and (for files written since checksums were kept) the same SHA-256."""
+    folder = Path(data_dir)
+    redo = f"; delete the folder {folder} and run again to tokenize the corpus anew"
+    try:
+        itemsize = xp.dtype(meta["dtype"]).itemsize
+    except (KeyError, TypeError):
+        raise ScratchLLMError(f"{folder / META}: no valid 'dtype' for the token files{redo}") from None
+    for part in ("train", "val"):
+        path, n = folder / f"{part}.bin", meta.get(f"{part}_tokens")
+        if type(n) is not int or n < 0:
+            raise ScratchLLMError(f"{folder / META}: '{part}_tokens' must be a count, got {n!r}{redo}")
+        if not path.is_file():
+            raise ScratchLLMError(f"token file not found: {path}{redo}")
+        size = path.stat().st_size
+        if size != n * itemsize:
+            raise ScratchLLMError(f"{path} holds {size // itemsize:,} tokens ({size:,} bytes) but {META} says "
+                                  f"{n:,}: the file was cut short or replaced{redo}")
+        want = meta.get(f"{part}_sha256")
+        if want is not None and file_sha256(path) != want:
+            raise ScratchLLMError(f"{path} does not match the checksum in {META}: the file was changed{redo}")
 
 
 class TokenFile:

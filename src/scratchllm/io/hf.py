@@ -13,9 +13,11 @@ import os
 
 from ..backend import xp
 from ..errors import ScratchLLMError
+from ..jsonio import read_json as _read_json
 from ..models.config import GPTConfig, LlamaConfig
 from ..models.weights import check_state_dict, hf_to_meta_qk, meta_to_hf_qk
-from .safetensors_file import read_safetensors
+from .safetensors_file import read_safetensors, write_safetensors
+from .validate import MAX_CONTEXT, check_layer_count, count, flag, inside_folder, real, text
 
 GPT2_ARCHS = ("GPT2LMHeadModel", "GPT2Model")
 LLAMA_ARCHS = ("LlamaForCausalLM", "LlamaModel")
@@ -32,16 +34,16 @@ def is_hf_folder(path: str) -> bool:
 
 
 def read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ScratchLLMError(f"{path}: not valid JSON ({e})") from None
+    """A config/index JSON file as a dict (depth-limited; see :mod:`scratchllm.jsonio`)."""
+    return _read_json(path, "JSON file", expect=dict)
 
 
 def architecture(cfg: dict, path: str) -> str:
     archs = cfg.get("architectures") or []
-    arch = archs[0] if archs else {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}.get(cfg.get("model_type"))
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ScratchLLMError(f"{path}: 'architectures' must be a list of strings")
+    model_type = text(cfg, "model_type", path)
+    arch = archs[0] if archs else {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM"}.get(model_type)
     if arch not in GPT2_ARCHS + LLAMA_ARCHS:
         raise ScratchLLMError(f"{path}: unknown architecture {arch or cfg.get('model_type')!r}; scratchllm reads "
                               f"{', '.join(GPT2_ARCHS + LLAMA_ARCHS)}")
@@ -53,14 +55,18 @@ def read_hf_tensors(folder: str) -> dict:
     single = os.path.join(folder, "model.safetensors")
     index = os.path.join(folder, "model.safetensors.index.json")
     if os.path.isfile(single):
-        return read_safetensors(single)[0]
+        return read_safetensors(inside_folder(folder, "model.safetensors", folder, "file"))[0]
     if os.path.isfile(index):
         weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict):
             raise ScratchLLMError(f"{index}: no 'weight_map' object")
+        for name, shard in weight_map.items():
+            if not isinstance(shard, str) or not shard.endswith(".safetensors"):
+                raise ScratchLLMError(f"{index}: weight_map['{name}'] must be a .safetensors file name, "
+                                      f"got {json.dumps(shard)[:60]}")
         tensors = {}
         for shard in sorted(set(weight_map.values())):
-            shard_path = os.path.join(folder, shard)
+            shard_path = inside_folder(folder, shard, index, "shard")
             if not os.path.isfile(shard_path):
                 raise ScratchLLMError(f"{index}: names shard '{shard}' which is not in {folder}")
             part = read_safetensors(shard_path)[0]
@@ -72,7 +78,7 @@ def read_hf_tensors(folder: str) -> dict:
     binary = os.path.join(folder, "pytorch_model.bin")
     if os.path.isfile(binary):
         from .pth import load_pth
-        return load_pth(binary)
+        return load_pth(inside_folder(folder, "pytorch_model.bin", folder, "file"))
     raise ScratchLLMError(f"{folder}: has config.json but no model.safetensors, model.safetensors.index.json "
                           f"or pytorch_model.bin")
 
@@ -85,40 +91,42 @@ def read_hf(folder: str) -> tuple:
     tensors = read_hf_tensors(folder)
     if arch in GPT2_ARCHS:
         config = gpt2_config(cfg, cfg_path)
+        check_layer_count(config.n_layer, tensors, cfg_path, "n_layer")
         state, names = gpt2_state(tensors, config)
     else:
         config = llama_config(cfg, cfg_path)
+        check_layer_count(config.n_layers, tensors, cfg_path, "num_hidden_layers")
         state, names = llama_state(tensors, config)
     check_state_dict(state, config, f"{folder} (weights vs config.json)", names)
     return config, state
 
 
 # ------------------------------------------------------------------ GPT-2
-def _get(cfg: dict, path: str, *keys, default=None, required=True):
+def _get(cfg: dict, path: str, *keys, high: int = None):
+    """The first of ``keys`` present, as a positive int (bools, floats, strings refused)."""
     for k in keys:
         if cfg.get(k) is not None:
-            return cfg[k]
-    if required and default is None:
-        raise ScratchLLMError(f"{path}: missing '{keys[0]}'")
-    return default
+            return count(cfg, k, path, **({"high": high} if high else {}))
+    raise ScratchLLMError(f"{path}: missing '{keys[0]}'")
 
 
 def gpt2_config(cfg: dict, path: str) -> GPTConfig:
-    act = cfg.get("activation_function", "gelu_new")
+    act = text(cfg, "activation_function", path, "gelu_new")
     if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         raise ScratchLLMError(f"{path}: activation_function {act!r} is not supported (GPT-2 uses 'gelu_new')")
     n_embd = _get(cfg, path, "n_embd", "hidden_size")
-    n_inner = cfg.get("n_inner")
+    n_inner = count(cfg, "n_inner", path, None)
     if n_inner is not None and n_inner != 4 * n_embd:
         raise ScratchLLMError(f"{path}: n_inner {n_inner} is not 4*n_embd; scratchllm's GPT MLP is 4x")
-    for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
-        if cfg.get(flag):
-            raise ScratchLLMError(f"{path}: '{flag}': true is not supported")
-    if cfg.get("tie_word_embeddings", True) is False:
+    for key in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
+        if flag(cfg, key, path, False):
+            raise ScratchLLMError(f"{path}: '{key}': true is not supported")
+    if flag(cfg, "tie_word_embeddings", path, True) is False:
         raise ScratchLLMError(f"{path}: tie_word_embeddings false is not supported for GPT-2 (its head is tied)")
-    return GPTConfig(vocab_size=_get(cfg, path, "vocab_size"), block_size=_get(cfg, path, "n_positions", "n_ctx"),
+    return GPTConfig(vocab_size=_get(cfg, path, "vocab_size"),
+                     block_size=_get(cfg, path, "n_positions", "n_ctx", high=MAX_CONTEXT),
                      n_layer=_get(cfg, path, "n_layer"), n_head=_get(cfg, path, "n_head"), n_embd=n_embd,
-                     layer_norm_eps=float(cfg.get("layer_norm_epsilon", 1e-5)), bias=True)
+                     layer_norm_eps=real(cfg, "layer_norm_epsilon", path, 1e-5), bias=True)
 
 
 def gpt2_state(tensors: dict, config: GPTConfig) -> tuple:
@@ -143,37 +151,39 @@ def rope_settings(cfg: dict, path: str) -> tuple:
     scaling = cfg.get("rope_scaling") or {}
     if not isinstance(params, dict) or not isinstance(scaling, dict):
         raise ScratchLLMError(f"{path}: rope_parameters / rope_scaling must be objects")
-    theta = cfg.get("rope_theta") or params.get("rope_theta") or scaling.get("rope_theta") or 10000.0
+    theta = next((real(d, "rope_theta", path) for d in (cfg, params, scaling) if d.get("rope_theta")), 10000.0)
     kind = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
+    if not isinstance(kind, str):
+        raise ScratchLLMError(f"{path}: rope_type must be a string, got {json.dumps(kind)[:40]}")
     if kind == "default":
         return float(theta), None
     if kind == "llama3":
         src = params if params.get("rope_type") == "llama3" else scaling
         try:
-            scale = {k: float(src[k]) for k in ("factor", "low_freq_factor", "high_freq_factor",
-                                                "original_max_position_embeddings")}
-        except KeyError as e:
-            raise ScratchLLMError(f"{path}: llama3 rope scaling needs {e.args[0]!r}") from None
+            scale = {k: real(src, k, path) for k in ("factor", "low_freq_factor", "high_freq_factor",
+                                                     "original_max_position_embeddings")}
+        except ScratchLLMError as e:
+            raise ScratchLLMError(f"{e} (llama3 rope scaling)") from None
         return float(theta), scale
     raise ScratchLLMError(f"{path}: rope_type {kind!r} is not supported (only 'default' and 'llama3')")
 
 
 def llama_config(cfg: dict, path: str) -> LlamaConfig:
-    if cfg.get("hidden_act", "silu") != "silu":
+    if text(cfg, "hidden_act", path, "silu") != "silu":
         raise ScratchLLMError(f"{path}: hidden_act {cfg['hidden_act']!r} is not supported (Llama uses 'silu')")
-    if cfg.get("attention_bias") or cfg.get("mlp_bias"):
+    if flag(cfg, "attention_bias", path, False) or flag(cfg, "mlp_bias", path, False):
         raise ScratchLLMError(f"{path}: attention_bias / mlp_bias true is not supported")
     dim, n_heads = _get(cfg, path, "hidden_size"), _get(cfg, path, "num_attention_heads")
-    if cfg.get("head_dim") not in (None, dim // n_heads):
+    if count(cfg, "head_dim", path, None) not in (None, dim // n_heads):
         raise ScratchLLMError(f"{path}: head_dim {cfg['head_dim']} differs from hidden_size/num_attention_heads "
                               f"{dim // n_heads}; not supported")
     theta, scaling = rope_settings(cfg, path)
     return LlamaConfig(vocab_size=_get(cfg, path, "vocab_size"), dim=dim, n_layers=_get(cfg, path, "num_hidden_layers"),
-                       n_heads=n_heads, n_kv_heads=cfg.get("num_key_value_heads") or n_heads,
-                       hidden_dim=_get(cfg, path, "intermediate_size"), norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+                       n_heads=n_heads, n_kv_heads=count(cfg, "num_key_value_heads", path, n_heads),
+                       hidden_dim=_get(cfg, path, "intermediate_size"), norm_eps=real(cfg, "rms_norm_eps", path, 1e-6),
                        rope_theta=theta, rope_scaling=scaling,
-                       max_seq_len=int(cfg.get("max_position_embeddings", 2048)),
-                       tie_embeddings=bool(cfg.get("tie_word_embeddings", False)))
+                       max_seq_len=count(cfg, "max_position_embeddings", path, 2048, high=MAX_CONTEXT),
+                       tie_embeddings=flag(cfg, "tie_word_embeddings", path, False))
 
 
 def llama_state(tensors: dict, config: LlamaConfig) -> tuple:
@@ -251,14 +261,11 @@ def hf_config_and_tensors(config, state: dict) -> tuple:
 
 def write_hf(folder: str, config, state: dict) -> None:
     """Write ``config.json`` + ``model.safetensors`` (float32) that transformers can load."""
-    from safetensors.numpy import save
-
     from ..atomic import atomic_write
     cfg, tensors = hf_config_and_tensors(config, state)
     os.makedirs(folder, exist_ok=True)
-    blob = save({k: xp.ascontiguousarray(v, dtype=xp.float32) for k, v in tensors.items()},
-                metadata={"format": "pt"})
-    with atomic_write(os.path.join(folder, "model.safetensors")) as f:
-        f.write(blob)
+    write_safetensors(os.path.join(folder, "model.safetensors"),
+                      {k: xp.ascontiguousarray(v, dtype=xp.float32) for k, v in tensors.items()},
+                      metadata={"format": "pt"})
     with atomic_write(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)

@@ -14,6 +14,7 @@ seven ints, ``uint8 shared_classifier`` (and ``int32 group_size`` in v2), zero p
   scale per ``group_size`` values (weight = int8 * scale), dequantized here to float32.
 Weights are PyTorch's (out, in) row-major, q/k in the interleaved RoPE layout (Meta's).
 """
+import math
 import os
 import struct
 
@@ -21,6 +22,7 @@ from ..backend import xp
 from ..errors import ScratchLLMError
 from ..models.config import LlamaConfig
 from ..models.weights import check_state_dict
+from .validate import MAX_CONTEXT
 
 MAGIC = 0x616B3432
 
@@ -28,8 +30,11 @@ MAGIC = 0x616B3432
 def is_llama2c_file(path: str) -> bool:
     if not os.path.isfile(path):
         return False
-    with open(path, "rb") as f:
-        head = f.read(28)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(28)
+    except OSError:
+        return False
     if len(head) < 28:
         return False
     if struct.unpack("<I", head[:4])[0] == MAGIC:
@@ -43,23 +48,42 @@ class _Reader:
 
     def __init__(self, path: str, offset: int):
         self.path, self.pos = path, offset
-        self.buf = xp.memmap(path, dtype=xp.uint8, mode="r")
+        self.file = open(path, "rb")
+        self.size = os.fstat(self.file.fileno()).st_size
 
     def take(self, count: int, dtype, what: str):
+        """``count`` values read with one bounded ``readinto`` (no memory map: a file truncated
+        while we read gives an error, not a SIGBUS)."""
         nbytes = count * xp.dtype(dtype).itemsize
-        if self.pos + nbytes > self.buf.size:
-            raise ScratchLLMError(f"{self.path}: file ends at byte {self.buf.size} while reading {what} "
+        if self.pos + nbytes > self.size:
+            raise ScratchLLMError(f"{self.path}: file ends at byte {self.size} while reading {what} "
                                   f"({nbytes} bytes from {self.pos}); truncated, or the header disagrees "
                                   f"with the weights")
-        out = xp.frombuffer(self.buf[self.pos:self.pos + nbytes], dtype=xp.dtype(dtype).newbyteorder("<"))
+        out = xp.empty(count, dtype=xp.dtype(dtype).newbyteorder("<"))
+        self.file.seek(self.pos)
+        if nbytes and self.file.readinto(out.view(xp.uint8)) != nbytes:
+            raise ScratchLLMError(f"{self.path}: file ended while reading {what}; truncated while we read it?")
         self.pos += nbytes
         return out
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def skip(self, nbytes: int, what: str):
+        if self.pos + nbytes > self.size:
+            raise ScratchLLMError(f"{self.path}: file ends at byte {self.size} while skipping {what} "
+                                  f"({nbytes} bytes from {self.pos}); truncated, or the header disagrees "
+                                  f"with the weights")
+        self.pos += nbytes
+
     def f32(self, shape, what):
-        return self.take(int(xp.prod(shape)), xp.float32, what).reshape(shape).astype(xp.float32)
+        return self.take(math.prod(shape), xp.float32, what).reshape(shape).astype(xp.float32, copy=False)
 
     def q80(self, shape, group, what):
-        n = int(xp.prod(shape))
+        n = math.prod(shape)
         if n % group:
             raise ScratchLLMError(f"{self.path}: {what} has {n} values, not a multiple of group_size {group}")
         q = self.take(n, xp.int8, what).astype(xp.float32).reshape(-1, group)
@@ -95,13 +119,27 @@ def read_header(path: str) -> tuple:
 def read_llama2c(path: str) -> tuple:
     """llama2.c .bin -> (LlamaConfig, state dict with Meta's names)."""
     version, (dim, hidden, L, H, KV, vocab, seq), shared, group, offset = read_header(path)
-    if min(dim, hidden, L, H, KV, vocab, seq) <= 0 or dim % H or H % KV:
+    if min(dim, hidden, L, H, KV, vocab, seq) <= 0 or dim % H or H % KV or (dim // H) % 2 or seq > MAX_CONTEXT:
         raise ScratchLLMError(f"{path}: implausible llama2.c header dim={dim} hidden_dim={hidden} n_layers={L} "
-                              f"n_heads={H} n_kv_heads={KV} vocab_size={vocab} seq_len={seq}")
+                              f"n_heads={H} n_kv_heads={KV} vocab_size={vocab} seq_len={seq} (each must be "
+                              f"positive, dim a multiple of n_heads with an even head size, n_heads of "
+                              f"n_kv_heads, seq_len at most {MAX_CONTEXT})")
     config = LlamaConfig(vocab_size=vocab, dim=dim, n_layers=L, n_heads=H, n_kv_heads=KV, hidden_dim=hidden,
                          max_seq_len=seq, tie_embeddings=shared, norm_eps=1e-5)
+    with _Reader(path, offset) as r:
+        state = _read_weights(r, version, L, dim, hidden, H, KV, vocab, seq, shared, group)
+        left = r.size - r.pos
+    if left:
+        raise ScratchLLMError(f"{path}: {left} bytes left after the last weight; the header "
+                              f"(dim={dim} hidden_dim={hidden} n_layers={L} vocab_size={vocab} "
+                              f"shared_classifier={shared}) disagrees with the weights")
+    check_state_dict(state, config, path)
+    return config, state
+
+
+def _read_weights(r, version, L, dim, hidden, H, KV, vocab, seq, shared, group) -> dict:
+    """The weights in the order of the file's version (see the module docstring)."""
     hd = dim // H
-    r = _Reader(path, offset)
     mats = [("tok_embeddings.weight", None, (vocab, dim)), ("attention.wq.weight", L, (H * hd, dim)),
             ("attention.wk.weight", L, (KV * hd, dim)), ("attention.wv.weight", L, (KV * hd, dim)),
             ("attention.wo.weight", L, (dim, H * hd)), ("feed_forward.w1.weight", L, (hidden, dim)),
@@ -121,7 +159,7 @@ def read_llama2c(path: str) -> tuple:
         for name, _, shape in mats[5:]:
             per_layer(name, r.f32((L, *shape), name))
         state["norm.weight"] = r.f32((dim,), "rms_final")
-        r.take(seq * (hd // 2) * 2, xp.float32, "RoPE tables")
+        r.skip(seq * (hd // 2) * 2 * 4, "RoPE tables")
         if not shared:
             state["output.weight"] = r.f32((vocab, dim), "classifier")
     else:
@@ -132,9 +170,4 @@ def read_llama2c(path: str) -> tuple:
             for i in range(1 if layers is None else layers):
                 key = name if layers is None else f"layers.{i}.{name}"
                 state[key] = r.f32(shape, key) if version == 1 else r.q80(shape, group, key)
-    if r.pos != r.buf.size:
-        raise ScratchLLMError(f"{path}: {r.buf.size - r.pos} bytes left after the last weight; the header "
-                              f"(dim={dim} hidden_dim={hidden} n_layers={L} vocab_size={vocab} "
-                              f"shared_classifier={shared}) disagrees with the weights")
-    check_state_dict(state, config, path)
-    return config, state
+    return state

@@ -5,34 +5,37 @@
 - a folder with ``config.json`` (+ ``model.safetensors`` or a sharded index): Hugging Face;
 - a folder with ``params.json`` + ``consolidated.NN.pth``: Meta;
 - a file with a llama2.c header (legacy or "ak42"): llama2.c.
+- a GGUF file (llama.cpp / ollama; ``llama`` and ``gpt2`` architectures).
 
 >>> model = load_model("path/to/gpt2")          # doctest: +SKIP
 >>> model.config.n_layer
 12
 """
 import glob
-import json
 import os
 
 from ..errors import ScratchLLMError
-from ..models.config import config_from_dict
+from ..jsonio import loads_json
+from ..models.config import GPTConfig, LlamaConfig, config_from_dict
 from ..models.weights import check_state_dict
 from .hf import is_hf_folder, read_hf, read_json
+from .gguf_read import is_gguf_file
 from .llama2c import is_llama2c_file, read_llama2c
 from .meta import is_meta_folder, read_meta
 from .safetensors_file import read_safetensors
+from .validate import check_config_dict, check_layer_count, inside_folder
 
 SCRATCHLLM_FORMAT = "scratchllm"
 
 
-def _scratchllm_config_from_meta(meta: dict):
+def _scratchllm_config_from_meta(meta: dict, path: str):
     """The model config stored in a safetensors ``__metadata__`` (by save_pretrained or sl.save)."""
     for key in ("config", "model_config"):
         raw = meta.get(key)
         if raw:
             try:
-                d = json.loads(raw) if isinstance(raw, str) else raw
-            except json.JSONDecodeError:
+                d = loads_json(raw, path, f"metadata '{key}'") if isinstance(raw, str) else raw
+            except ScratchLLMError:
                 continue
             if isinstance(d, dict) and "config" in d and "model_type" not in d:
                 d = d["config"]
@@ -56,20 +59,34 @@ def read_scratchllm(path: str) -> tuple:
             raise ScratchLLMError(f"{path}: config.json says format 'scratchllm' but there is no .safetensors file")
         weights = os.path.join(path, "model.safetensors") if os.path.join(path, "model.safetensors") in files \
             else files[0]
+        weights = inside_folder(path, os.path.basename(weights), path, "file")
         cfg_path = os.path.join(path, "config.json")
     else:
         weights, cfg_path = path, os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     state, meta = read_safetensors(weights)
-    cfg = _scratchllm_config_from_meta(meta)
+    cfg, source = _scratchllm_config_from_meta(meta, weights), weights
     if cfg is None and os.path.isfile(cfg_path):
         d = read_json(cfg_path)
-        cfg = d.get("config", d) if d.get("format") == SCRATCHLLM_FORMAT else None
+        cfg, source = (d.get("config", d) if d.get("format") == SCRATCHLLM_FORMAT else None), cfg_path
+        if cfg is not None and not isinstance(cfg, dict):
+            raise ScratchLLMError(f"{cfg_path}: 'config' must be an object")
         if cfg is not None and cfg.get("model_type") is None:
             cfg = {**cfg, "model_type": d.get("model_type")}
     if cfg is None:
         raise ScratchLLMError(f"{weights}: no model config found (neither in the safetensors metadata nor in a "
                               f"scratchllm config.json beside it)")
-    config = config_from_dict({k: v for k, v in cfg.items() if k != "format"})
+    cfg = {k: v for k, v in cfg.items() if k != "format"}
+    model_type = cfg.get("model_type")
+    cls = {"gpt": GPTConfig, "llama": LlamaConfig}.get(model_type) if isinstance(model_type, str) else None
+    if cls is None:
+        raise ScratchLLMError(f"{source}: model_type {str(cfg.get('model_type'))[:40]!r} is not 'gpt' or 'llama'")
+    check_config_dict(cfg, cls, source)
+    try:
+        config = config_from_dict(cfg)
+    except ScratchLLMError as e:
+        raise ScratchLLMError(f"{source}: {e}") from None
+    key = "n_layer" if cls is GPTConfig else "n_layers"
+    check_layer_count(getattr(config, key), state, source, key)
     check_state_dict(state, config, f"{weights} (weights vs config)")
     return config, state
 
@@ -95,11 +112,15 @@ def read_checkpoint(path) -> tuple:
                               f"scratchllm), params.json + consolidated.NN.pth (Meta), or one llama2.c .bin)")
     if path.endswith(".safetensors"):
         return read_scratchllm(path)
+    if is_gguf_file(path):                               # llama.cpp / ollama (io/gguf.py)
+        from .gguf import read_gguf
+        return read_gguf(path)
     if is_llama2c_file(path):
         return read_llama2c(path)
     if path.endswith((".pth", ".pt")):
         raise ScratchLLMError(f"{path}: give the Meta folder (params.json + consolidated.NN.pth), not the .pth file")
-    raise ScratchLLMError(f"{path}: unknown model file (expected a folder, a .safetensors file or a llama2.c .bin)")
+    raise ScratchLLMError(f"{path}: unknown model file (expected a folder, a .safetensors file, a GGUF file "
+                          f"or a llama2.c .bin)")
 
 
 def load_model(path):

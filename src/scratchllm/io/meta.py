@@ -8,7 +8,6 @@ model-parallel layers cut them:
 - the norms are replicated: take shard 0's.
 Meta stores q/k in the interleaved RoPE layout, which is ours, so no permutation is needed.
 """
-import glob
 import os
 import re
 
@@ -18,6 +17,7 @@ from ..models.config import LlamaConfig
 from ..models.weights import check_state_dict
 from .hf import read_json
 from .pth import load_pth
+from .validate import MAX_CONTEXT, check_layer_count, count, flag, inside_folder, real
 
 _DIM0 = ("attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "feed_forward.w1.weight",
          "feed_forward.w3.weight", "output.weight")
@@ -32,18 +32,24 @@ def is_meta_folder(path: str) -> bool:
 
 
 def shard_paths(folder: str) -> list:
-    paths = sorted(glob.glob(os.path.join(folder, "consolidated.*.pth")),
-                   key=lambda p: int(re.findall(r"consolidated\.(\d+)\.pth$", p)[0])
-                   if re.search(r"consolidated\.(\d+)\.pth$", p) else -1)
-    if not paths:
+    names = [n for n in os.listdir(folder) if re.fullmatch(r"consolidated\.(\d{1,6})\.pth", n)]
+    names.sort(key=lambda n: int(n.split(".")[1]))
+    if not names:
         raise ScratchLLMError(f"{folder}: has params.json but no consolidated.NN.pth files")
-    return paths
+    numbers = [int(n.split(".")[1]) for n in names]
+    if numbers != list(range(len(names))):
+        raise ScratchLLMError(f"{folder}: shards {names[:5]} are not consolidated.00.pth .. "
+                              f"consolidated.{len(names) - 1:02d}.pth without gaps")
+    return [inside_folder(folder, n, folder, "shard") for n in names]
 
 
 def merge_shards(shards: list, paths: list) -> dict:
     """Concatenate model-parallel shards on Meta's axes (see the module docstring)."""
     if len(shards) == 1:
         return shards[0]
+    if len({len(s) for s in shards}) != 1:
+        raise ScratchLLMError(f"{os.path.dirname(paths[0])}: shards hold different numbers of tensors "
+                              f"({[len(s) for s in shards]})")
     names = set(shards[0])
     for s, p in zip(shards[1:], paths[1:]):
         if set(s) != names:
@@ -65,25 +71,24 @@ def merge_shards(shards: list, paths: list) -> dict:
 
 
 def meta_config(params: dict, state: dict, path: str) -> LlamaConfig:
-    try:
-        dim, n_layers, n_heads = int(params["dim"]), int(params["n_layers"]), int(params["n_heads"])
-    except KeyError as e:
-        raise ScratchLLMError(f"{path}: missing {e.args[0]!r}") from None
-    vocab = int(params.get("vocab_size", -1))
+    dim, n_layers, n_heads = count(params, "dim", path), count(params, "n_layers", path), count(params, "n_heads", path)
+    vocab = count(params, "vocab_size", path, -1, low=-1)
     emb = state.get("tok_embeddings.weight")
     if vocab <= 0:  # Llama 2's params.json says -1: the tokenizer decides; take it from the weights
-        if emb is None:
-            raise ScratchLLMError(f"{path}: vocab_size is {vocab} and no tok_embeddings.weight to infer it from")
+        if emb is None or emb.ndim != 2 or not emb.shape[0]:
+            raise ScratchLLMError(f"{path}: vocab_size is {vocab} and no 2-D tok_embeddings.weight to infer it from")
         vocab = int(emb.shape[0])
     w1 = state.get("layers.0.feed_forward.w1.weight")
-    theta = float(params.get("rope_theta", 10000.0))
+    theta = real(params, "rope_theta", path, 10000.0)
     return LlamaConfig(vocab_size=vocab, dim=dim, n_layers=n_layers, n_heads=n_heads,
-                       n_kv_heads=params.get("n_kv_heads") or n_heads, multiple_of=int(params.get("multiple_of", 256)),
-                       ffn_dim_multiplier=params.get("ffn_dim_multiplier"),
-                       hidden_dim=int(w1.shape[0]) if w1 is not None and w1.ndim == 2 else None,
-                       norm_eps=float(params.get("norm_eps", 1e-5)), rope_theta=theta,
-                       rope_scaling=dict(_LLAMA31_SCALING) if params.get("use_scaled_rope") else None,
-                       max_seq_len=int(params.get("max_seq_len", 8192 if theta >= 500000 else 4096)),
+                       n_kv_heads=count(params, "n_kv_heads", path, n_heads),
+                       multiple_of=count(params, "multiple_of", path, 256),
+                       ffn_dim_multiplier=real(params, "ffn_dim_multiplier", path, None),
+                       hidden_dim=int(w1.shape[0]) if w1 is not None and w1.ndim == 2 and w1.shape[0] else None,
+                       norm_eps=real(params, "norm_eps", path, 1e-5), rope_theta=theta,
+                       rope_scaling=dict(_LLAMA31_SCALING) if flag(params, "use_scaled_rope", path, False) else None,
+                       max_seq_len=count(params, "max_seq_len", path, 8192 if theta >= 500000 else 4096,
+                                         high=MAX_CONTEXT),
                        tie_embeddings="output.weight" not in state)
 
 
@@ -91,9 +96,11 @@ def read_meta(folder: str) -> tuple:
     """Meta folder -> (LlamaConfig, state dict with Meta's (= scratchllm's) names)."""
     params_path = os.path.join(folder, "params.json")
     params = read_json(params_path)
+    n_layers = count(params, "n_layers", params_path)
     paths = shard_paths(folder)
     state = merge_shards([load_pth(p) for p in paths], paths)
     state.pop("rope.freqs", None)  # Llama 2 saved its RoPE table; we compute it
+    check_layer_count(n_layers, state, params_path, "n_layers")
     config = meta_config(params, state, params_path)
     if config.hidden_dim is not None:
         rule = LlamaConfig(**{**config.__dict__, "hidden_dim": None}).ffn_hidden_dim

@@ -23,11 +23,5 @@ def build_model(config, generator=None):
     raise TypeError(f"build_model: expected a GPTConfig, LlamaConfig or dict, got {type(config).__name__}")
 
 
-def load_model(path):
-    """See ``scratchllm.io.load.load_model``."""
-    from ..io.load import load_model as _load
-    return _load(path)
-
-
-__all__ = ["GPTConfig", "LlamaConfig", "GPT", "Llama", "KVCache", "build_model", "load_model",
-           "config_from_dict", "llama_ffn_hidden_dim"]
+__all__ = ["GPTConfig", "LlamaConfig", "GPT", "Llama", "KVCache", "build_model", "config_from_dict",
+           "llama_ffn_hidden_dim"]

@@ -1,7 +1,8 @@
 """``LanguageModel``: what GPT and Llama share — the loss, generation, streaming and saving.
 
-A subclass defines ``hidden(ids, cache)`` (token ids (B, T) -> final hidden states (B, T, C),
-after the last norm), ``head(x)`` (-> logits) and ``new_cache(batch, max_len)``.
+A subclass defines ``hidden(ids)`` (token ids (B, T) -> final hidden states (B, T, C), after
+the last norm) and ``head(x)`` (-> logits). Generation runs on ``decoder()`` (models/decode.py,
+built from ``state_dict()`` and the config): the one inference path.
 """
 import json
 import os
@@ -11,22 +12,26 @@ from ..backend import xp
 from ..errors import ScratchLLMError
 from ..nn import Module
 from ..nn import functional as F
-from .generate import as_prompt, stream_tokens
+from .decode import make_decoder, new_cache
+from .generate import stream_tokens
 
 
-def as_ids(ids, vocab_size: int, context: int):
-    """Token ids (list, array or Tensor) -> int64 array (B, T), checked against vocab and context."""
+def as_ids(ids, vocab_size: int, context=None, what: str = "model input"):
+    """Token ids (list, 1-D or 2-D ints, or a Tensor) -> int64 array (B, T), checked: integers
+    in [0, vocab_size), at most ``context`` positions (None: any length, a prompt, which must
+    not be empty). The one check of ids for ``model(ids)``, ``generate`` and ``stream``."""
     a = ids.data if isinstance(ids, Tensor) else xp.asarray(ids)
     if a.ndim == 1:
         a = a[None, :]
-    if a.ndim != 2 or a.dtype.kind not in "iu":
-        raise ScratchLLMError(f"model input must be integer token ids of shape (B, T), got shape {a.shape} "
-                              f"dtype {a.dtype}")
-    if a.shape[1] > context:
+    empty_prompt = context is None and a.ndim == 2 and a.shape[1] == 0
+    if a.ndim != 2 or empty_prompt or (a.size and a.dtype.kind not in "iu"):
+        rule = "a non-empty int array (T,) or (B, T)" if context is None else "integer token ids of shape (B, T)"
+        raise ScratchLLMError(f"{what} must be {rule} of equal-length rows, got shape {a.shape} dtype {a.dtype}")
+    if context is not None and a.shape[1] > context:
         raise ScratchLLMError(f"sequence of {a.shape[1]} tokens exceeds the model's context of {context}")
     if a.size and (a.min() < 0 or a.max() >= vocab_size):
-        raise ScratchLLMError(f"token ids must lie in [0, {vocab_size}), got [{a.min()}, {a.max()}]")
-    return a
+        raise ScratchLLMError(f"{what}: token ids must lie in [0, {vocab_size}), got [{a.min()}, {a.max()}]")
+    return a.astype(xp.int64, copy=False)
 
 
 class LanguageModel(Module):
@@ -52,12 +57,26 @@ class LanguageModel(Module):
             t = t[None, :]
         return logits, F.cross_entropy(logits, t)
 
-    def forward_cached(self, ids, cache):
-        """ids (B, T) after the cache's positions -> logits (B, vocab) array of the last position."""
-        T = ids.shape[1]
-        x = self.hidden(ids, cache)
-        cache.advance(T)
-        return self.head(x[:, -1]).data
+    # ------------------------------------------------------------ inference
+    def decoder(self, batch: int = 1, max_len=None):
+        """The raw-array decoder over this model's weights as they are now (models/decode.py):
+        ``dec.step(ids (B, T)) -> logits (B, vocab)`` of the last position, a KV cache of
+        ``max_len`` positions (default: the context). With ``model.generation_quant = "q8_0"``
+        (models/quant.py) its matrices are int8."""
+        dec = make_decoder(self.config, self.state_dict(), batch, max_len or self.context_length,
+                           **self.decoder_tables())
+        if getattr(self, "generation_quant", None):
+            from .quant import quantize_decoder
+            quantize_decoder(dec, self.generation_quant)
+        return dec
+
+    def decoder_tables(self) -> dict:
+        """Tables the decoder takes from the model rather than the config (Llama: its RoPE tables)."""
+        return {}
+
+    def new_cache(self, batch: int, max_len: int):
+        """An empty ``KVCache`` for this model (the decoder's; serve/ keeps one per request)."""
+        return new_cache(self.config, batch, max_len, next(iter(self.parameters())).dtype)
 
     # ------------------------------------------------------------ generation
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None, seed=None,
@@ -68,7 +87,7 @@ class LanguageModel(Module):
         finished first repeat their stop token). ``seed`` fixes the sampling (default: the global
         generator, see ``sl.manual_seed``).
         """
-        prompt = as_prompt(ids, self.vocab_size)
+        prompt = as_ids(ids, self.vocab_size, what="prompt ids")
         steps = list(stream_tokens(self, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens))
         if not steps:
             return prompt.copy()
@@ -78,7 +97,7 @@ class LanguageModel(Module):
                stop_tokens=()):
         """Like ``generate`` but yields each new token as it is made: an int for one prompt,
         an int64 array (B,) for a batch."""
-        prompt = as_prompt(ids, self.vocab_size)
+        prompt = as_ids(ids, self.vocab_size, what="prompt ids")
         single = prompt.shape[0] == 1
         for step in stream_tokens(self, prompt, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens):
             yield int(step[0]) if single else step

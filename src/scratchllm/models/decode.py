@@ -1,36 +1,65 @@
-"""Fast decoding: the whole model on raw arrays for generation (no Tensors, no graph).
+"""The inference path: GPT-2 and Llama on raw arrays with a KV cache (no Tensors, no graph).
 
-A generated token costs one position's work: per layer a norm, one fused q/k/v GEMV,
-attention of one query row over the KV cache, the output projection and the MLP, then
-one lm-head GEMV over the vocabulary. At batch 1 every matrix is read once per token,
-so the step is bound by reading weights; what the Tensor path adds on top (a Tensor and
-a graph check per op, fresh temporaries, BLAS threads waking for 30 us GEMVs) is all
-overhead. ``GPTDecoder`` / ``LlamaDecoder`` do the same math as ``model.forward_cached``
-(same float32 dtype, same formulas) with plain arrays:
+There is one model per architecture (``GPT`` / ``Llama``: training, evaluation, ``model(ids)``)
+and one inference path (this module: ``generate``, ``stream``, serving). run.c's way: the
+decoder is built from ``model.state_dict()`` and the config alone, and every formula in it is
+``nn.functional``'s own array function, the one the Tensor ops call (``norm_forward``,
+``gelu_tanh_forward``, ``silu_forward``, ``rope_rotate``, ``attention_forward``,
+``parallel.matmul``); what is here is only the wiring: which weight feeds which function.
 
-    dec = model.decoder(batch=1, max_len=T + n)     # weights gathered once per generate()
-    logits = dec.step(prompt)                       # (B, T) ids -> (B, vocab) of the last position
+    dec = model.decoder(batch=B, max_len=L)         # weights gathered once (each generate() call)
+    logits = dec.step(ids)                          # (B, T) ids -> (B, vocab) of the last position
     logits = dec.step(next_ids[:, None])            # one position, attends over the cache
+    dec.cache.pos                                   # positions stored so far
+    dec.reset()                                     # empty the cache, keep the gathered weights
 
-Weights are copied once when the decoder is made (each generate() call), transposed to
-(in, out) so every GEMV streams memory at full speed (``transposed``), with Llama's
-wq|wk|wv and w1|w3 side by side so each is one GEMV. A decoder therefore sees the weights
-as they were when it was made: make a new one after training steps.
+A decoder sees the weights as they were when it was made: make a new one after training steps.
+Dropout never applies here (generation is inference, in train mode too).
+
+Why not the Tensor model under ``no_grad`` with a KV cache (nanochat's way)? Measured before
+that path was deleted (2026-11-28, 2-core VM shared with other jobs, load ~3-5; best of 2 runs of
+100 greedy one-token steps after a 16-token prompt, batch 1, float32, the ``bench generate``
+shapes):
+
+    ms per token                  raw-array decoder   Tensor model + KV cache (forward_cached)
+    GPT-2 (6 x 384, vocab 50257)        13.6                    121.3
+    Llama (6 x 384, GQA 6/2, 32000)     14.5                     28.1
+
+so the raw-array decoder is the one inference path (2x-9x faster). A token step is bound by
+reading the weights once; the Tensor path adds a Tensor and a graph check per op, fresh
+temporaries, and (out, in) weights that stream at half the speed of the (in, out) copies made
+here (17-19 vs 9-10 GB/s on one core).
+
+Hooks the serving engine (serve/engine.py) batches over, kept stable: ``dec.cache`` (``pos``,
+``update(layer, k, v)``, ``advance(T)``), ``dec.attention(layer, q, k, v)`` with q (B, T, H, D),
+k, v (B, T, Hkv, D) -> (B*T, H*D), the position tables ``dec.positions`` (GPT) / ``dec.cos``,
+``dec.sin`` (Llama) read as ``table[pos:pos + T]``, and ``model.new_cache(batch, max_len)``.
 """
-import math
 import time
 
 from ..backend import xp
-from .blas_threads import ThreadChooser, blas_threads
+from ..autograd.ops.elementwise import silu_forward
+from ..nn.functional.activations import gelu_tanh_forward
+from ..nn.functional.attention import attention_forward
+from ..nn.functional.normalization import norm_forward
+from ..nn.functional.rope import rope_cache, rope_rotate, sinusoidal_positions
+from ..parallel import ThreadChooser, blas_threads
+from ..parallel import matmul as dense_matmul
+from .config import GPTConfig, LlamaConfig
 from .kv_cache import KVCache
 
+
+def matmul(a, b, out=None, bias=None):
+    """``parallel.matmul``; a quantized weight (models/quant.py ``Q8Weight``) runs its own product."""
+    if isinstance(b, xp.ndarray):
+        return dense_matmul(a, b, out, bias)
+    return b.matmul(a, bias)
 
 def transposed(*ws, block_bytes: int = 1 << 20):
     """Weights w (out_i, in) -> one C-contiguous (in, sum out_i) array [w_0.T | w_1.T | ...].
 
     ``x @ wt`` with wt laid out (in, out) streams memory about twice as fast as ``x @ w.T``
-    with w (out, in) (measured: 17-19 vs 9-10 GB/s on one core), and a token step is bound
-    by reading weights. Copied in row blocks of ~1 MB so reads and writes stay cache-friendly.
+    with w (out, in), and a token step is bound by reading weights. Copied in ~1 MB row blocks.
     """
     n_in = ws[0].shape[1]
     out = xp.empty((n_in, sum(w.shape[0] for w in ws)), dtype=ws[0].dtype)
@@ -43,94 +72,26 @@ def transposed(*ws, block_bytes: int = 1 << 20):
     return out
 
 
-def _linear(x, wt, b=None):
-    """x (N, in) @ wt for wt (in, out) (a ``transposed`` weight): one GEMV/GEMM; + b."""
-    y = x @ wt
-    if b is not None:
-        y += b
-    return y
+def _cat(*bs):
+    """Biases side by side like their ``transposed`` weights (None when there are none)."""
+    return None if bs[0] is None else xp.concatenate(bs)
 
 
-def _layer_norm(x, w, b, eps):
-    """LayerNorm over the last dim of x (N, C); a new array."""
-    y = x - x.mean(axis=-1, keepdims=True)
-    var = xp.einsum("nc,nc->n", y, y)[:, None]
-    var *= 1.0 / y.shape[-1]
-    var += eps
-    xp.sqrt(var, out=var)
-    y /= var
-    if w is not None:
-        y *= w
-    if b is not None:
-        y += b
-    return y
+def new_cache(config, batch: int, max_len: int, dtype=xp.float32) -> KVCache:
+    """An empty KV cache for ``config`` (at most the model's context)."""
+    if isinstance(config, GPTConfig):
+        return KVCache(config.n_layer, batch, config.n_head, config.head_dim, min(max_len, config.block_size), dtype)
+    return KVCache(config.n_layers, batch, config.n_kv_heads, config.head_dim, min(max_len, config.max_seq_len), dtype)
 
 
-def _rms_norm(x, w, eps):
-    """RMSNorm over the last dim of x (N, C); a new array."""
-    ms = xp.einsum("nc,nc->n", x, x)[:, None]
-    ms *= 1.0 / x.shape[-1]
-    ms += eps
-    xp.sqrt(ms, out=ms)
-    y = x / ms
-    if w is not None:
-        y *= w
-    return y
-
-
-def _gelu_tanh_(u):
-    """GPT-2's GELU in place: u (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3))) / 2."""
-    t = u * u
-    t *= 0.044715
-    t += 1.0
-    t *= u
-    t *= math.sqrt(2.0 / math.pi)
-    xp.tanh(t, out=t)
-    t += 1.0
-    u *= t
-    u *= 0.5
-    return u
-
-
-def _silu_mul(gate, up):
-    """silu(gate) * up, a new array (gate / (1 + exp(-gate)) * up)."""
-    s = xp.negative(gate)
-    xp.exp(s, out=s)
-    s += 1.0
-    y = gate / s
-    y *= up
-    return y
-
-
-def _rope_(x, cos, sin):
-    """Rotate interleaved pairs of x (B, T, h, D) in place; cos, sin (T, D/2)."""
-    c, s = cos[:, None, :], sin[:, None, :]
-    a, b = x[..., 0::2], x[..., 1::2]
-    new_a = a * c
-    new_a -= b * s
-    b_new = a * s
-    b_new += b * c
-    a[...] = new_a
-    b[...] = b_new
-
-
-def _attend(q, k_all, v_all, pos: int):
-    """Causal attention of new queries over the cache.
-
-    q (B, Hkv, G, T, D) for positions pos .. pos+T-1 (G query heads share each kv head);
-    k_all, v_all (B, Hkv, pos+T, D) views of the cache. -> (B, Hkv, G, T, D).
-    """
-    B, Hkv, G, T, D = q.shape
-    q2 = q.reshape(B, Hkv, G * T, D)
-    s = q2 @ k_all.swapaxes(-1, -2)                                   # (B, Hkv, G*T, pos+T)
-    s *= 1.0 / math.sqrt(D)
-    if T > 1:
-        t = xp.arange(G * T) % T                                      # each row's position in the new chunk
-        s[..., xp.arange(pos + T)[None, :] > (pos + t)[:, None]] = -xp.inf
-    s -= s.max(axis=-1, keepdims=True)
-    xp.exp(s, out=s)
-    s /= s.sum(axis=-1, keepdims=True)
-    return (s @ v_all).reshape(B, Hkv, G, T, D)
+def make_decoder(config, state: dict, batch: int, max_len: int, rope=None):
+    """The decoder of ``config`` over the arrays of ``state`` (a ``state_dict()``); ``rope``:
+    Llama's (cos, sin) tables when not the config's own."""
+    if isinstance(config, GPTConfig):
+        return GPTDecoder(config, state, batch, max_len)
+    if isinstance(config, LlamaConfig):
+        return LlamaDecoder(config, state, batch, max_len, rope)
+    raise TypeError(f"make_decoder: no decoder for {type(config).__name__}")
 
 
 class Decoder:
@@ -143,9 +104,15 @@ class Decoder:
     # None (the process's count)
     threads = 1
 
-    def __init__(self, cache: KVCache):
-        self.cache = cache
+    def __init__(self, config, state: dict, batch: int, max_len: int):
+        self.state = state
+        self.cache = new_cache(config, batch, max_len, self.weight(self.embedding_key).dtype)
         self.chooser = ThreadChooser()
+
+    def weight(self, name: str):
+        """``state[name]`` as an array; None for an absent optional tensor (a bias)."""
+        w = self.state.get(name)
+        return w if w is None or isinstance(w, xp.ndarray) else w.data          # (a Tensor: its array)
 
     def step(self, ids):
         ids = xp.asarray(ids)
@@ -159,37 +126,54 @@ class Decoder:
         self.chooser.record(n, time.perf_counter() - t0)
         return out
 
+    def reset(self) -> None:
+        """Empty the cache (every row starts again at position 0; the weights stay)."""
+        self.cache.pos = 0
+
     def logits(self, ids):
-        return _linear(self.last_hidden(ids), self.head_weight)        # (B, C) @ (C, V), cache advanced
+        return matmul(self.last_hidden(ids), self.head_weight)         # (B, C) @ (C, V), cache advanced
 
     def attention(self, layer: int, q, k, v):
-        """q (B, T, H, D), k, v (B, T, Hkv, D) of the new positions -> (B, T, H*D); stores k, v."""
+        """q (B, T, H, D), k, v (B, T, Hkv, D) of the new positions -> (B*T, H*D); stores k, v."""
         B, T, H, D = q.shape
         Hkv = k.shape[2]
+        G = H // Hkv                                                    # query heads per kv head
         pos = self.cache.pos
         k_all, v_all = self.cache.update(layer, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
-        qg = q.transpose(0, 2, 1, 3).reshape(B, Hkv, H // Hkv, T, D)   # head h uses kv head h // G
-        y = _attend(qg, k_all, v_all, pos)                            # (B, Hkv, G, T, D)
+        qs = q.transpose(0, 2, 1, 3) * q.dtype.type(D ** -0.5)         # (B, H, T, D), times the scale
+        qs = qs.reshape(B, Hkv, G * T, D)                               # head h uses kv head h // G
+        y = xp.empty((B, Hkv, G * T, D), dtype=q.dtype)
+        attention_forward(qs, k_all, v_all, y, G, r0=pos, causal=True)  # (B, Hkv, G*T, D)
         return y.reshape(B, H, T, D).transpose(0, 2, 1, 3).reshape(B * T, H * D)
 
 
-class GPTDecoder(Decoder):
-    """GPT-2 on raw arrays; the same math as ``GPT.forward_cached``."""
+def _norm(x, w, b, eps, center=True):
+    return norm_forward(x, w, b, eps, center)[0]
 
-    def __init__(self, model, batch: int, max_len: int):
-        super().__init__(model.new_cache(batch, max_len))
-        c, tr = model.config, model.transformer
-        self.n_head, self.eps = c.n_head, c.layer_norm_eps
-        self.wte = tr.wte.weight.data                                  # (V, C) for the lookup
+
+class GPTDecoder(Decoder):
+    """GPT-2 on raw arrays, from ``GPT.state_dict()`` (HF names) and a ``GPTConfig``."""
+
+    embedding_key = "transformer.wte.weight"
+
+    def __init__(self, config: GPTConfig, state: dict, batch: int, max_len: int):
+        super().__init__(config, state, batch, max_len)
+        self.n_head, self.eps = config.n_head, config.layer_norm_eps
+        w = self.weight
+        self.wte = w("transformer.wte.weight")                         # (V, C) for the lookup
         self.head_weight = transposed(self.wte)                        # (C, V): the tied head
-        self.positions = tr.wpe.weight.data if c.positional == "learned" else model.sinusoid.data
-        d = lambda p: None if p is None else p.data  # noqa: E731
-        t = lambda lin: transposed(lin.weight.data)  # noqa: E731
-        self.layers = [(d(b.ln_1.weight), d(b.ln_1.bias), t(b.attn.c_attn), d(b.attn.c_attn.bias),
-                        t(b.attn.c_proj), d(b.attn.c_proj.bias), d(b.ln_2.weight), d(b.ln_2.bias),
-                        t(b.mlp.c_fc), d(b.mlp.c_fc.bias), t(b.mlp.c_proj), d(b.mlp.c_proj.bias))
-                       for b in tr.h]
-        self.ln_f = (d(tr.ln_f.weight), d(tr.ln_f.bias))
+        self.positions = (w("transformer.wpe.weight") if config.positional == "learned" else  # the model's
+                          sinusoidal_positions(config.block_size, config.n_embd).astype(self.wte.dtype))  # float32 table
+        self.layers = []
+        for i in range(config.n_layer):
+            p = f"transformer.h.{i}."
+            self.layers.append((w(p + "ln_1.weight"), w(p + "ln_1.bias"),
+                                transposed(w(p + "attn.c_attn.weight")), w(p + "attn.c_attn.bias"),
+                                transposed(w(p + "attn.c_proj.weight")), w(p + "attn.c_proj.bias"),
+                                w(p + "ln_2.weight"), w(p + "ln_2.bias"),
+                                transposed(w(p + "mlp.c_fc.weight")), w(p + "mlp.c_fc.bias"),
+                                transposed(w(p + "mlp.c_proj.weight")), w(p + "mlp.c_proj.bias")))
+        self.ln_f = (w("transformer.ln_f.weight"), w("transformer.ln_f.bias"))
 
     def last_hidden(self, ids):
         B, T = ids.shape
@@ -199,53 +183,56 @@ class GPTDecoder(Decoder):
         C = x.shape[-1]
         x = x.reshape(B * T, C)                                        # (N, C) rows
         for i, (w1, b1, wqkv, bqkv, wo, bo, w2, b2, wfc, bfc, wpr, bpr) in enumerate(self.layers):
-            qkv = _linear(_layer_norm(x, w1, b1, eps), wqkv, bqkv).reshape(B, T, 3, H, C // H)
+            qkv = matmul(_norm(x, w1, b1, eps), wqkv, bias=bqkv).reshape(B, T, 3, H, C // H)
             y = self.attention(i, qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
-            x += _linear(y, wo, bo)
-            h = _gelu_tanh_(_linear(_layer_norm(x, w2, b2, eps), wfc, bfc))
-            x += _linear(h, wpr, bpr)
+            x += matmul(y, wo, bias=bo)
+            h = gelu_tanh_forward(matmul(_norm(x, w2, b2, eps), wfc, bias=bfc))[0]
+            x += matmul(h, wpr, bias=bpr)
         self.cache.advance(T)
-        return _layer_norm(x.reshape(B, T, C)[:, -1], *self.ln_f, eps)
+        return _norm(xp.ascontiguousarray(x.reshape(B, T, C)[:, -1]), *self.ln_f, eps)
 
 
 class LlamaDecoder(Decoder):
-    """Llama on raw arrays; the same math as ``Llama.forward_cached``."""
+    """Llama on raw arrays, from ``Llama.state_dict()`` (Meta names) and a ``LlamaConfig``."""
 
-    def __init__(self, model, batch: int, max_len: int):
-        super().__init__(model.new_cache(batch, max_len))
-        c = model.config
+    embedding_key = "tok_embeddings.weight"
+
+    def __init__(self, config: LlamaConfig, state: dict, batch: int, max_len: int, rope=None):
+        super().__init__(config, state, batch, max_len)
+        c, w = config, self.weight
         self.n_heads, self.n_kv_heads, self.head_dim, self.eps = c.n_heads, c.n_kv_heads, c.head_dim, c.norm_eps
-        self.tok = model.tok_embeddings.weight.data
-        self.head_weight = transposed(self.tok if c.tie_embeddings else model.output.weight.data)  # (dim, V)
-        self.cos, self.sin = model.rope
-        d = lambda p: None if p is None else p.data  # noqa: E731
+        self.tok = w("tok_embeddings.weight")
+        self.head_weight = transposed(self.tok if c.tie_embeddings else w("output.weight"))  # (dim, V)
+        if rope is None:
+            rope = rope_cache(c.head_dim, c.max_seq_len, c.rope_theta, scaling=c.rope_scaling)
+        self.cos, self.sin = rope
         self.layers = []
-        for layer in model.layers:
-            a, f = layer.attention, layer.feed_forward
-            wqkv = transposed(a.wq.weight.data, a.wk.weight.data, a.wv.weight.data)   # (dim, (H+2Hkv) hd)
-            w13 = transposed(f.w1.weight.data, f.w3.weight.data)                      # (dim, 2 hidden)
-            b13 = None if f.w1.bias is None else xp.concatenate([f.w1.bias.data, f.w3.bias.data])
-            self.layers.append((d(layer.attention_norm.weight), wqkv, transposed(a.wo.weight.data),
-                                d(layer.ffn_norm.weight), w13, b13, transposed(f.w2.weight.data), d(f.w2.bias)))
-        self.norm = d(model.norm.weight)
+        for i in range(c.n_layers):
+            a, f = f"layers.{i}.attention.", f"layers.{i}.feed_forward."
+            wqkv = transposed(w(a + "wq.weight"), w(a + "wk.weight"), w(a + "wv.weight"))  # (dim, (H+2Hkv) hd)
+            w13 = transposed(w(f + "w1.weight"), w(f + "w3.weight"))                       # (dim, 2 hidden)
+            self.layers.append((w(f"layers.{i}.attention_norm.weight"), wqkv, transposed(w(a + "wo.weight")),
+                                w(f"layers.{i}.ffn_norm.weight"), w13, _cat(w(f + "w1.bias"), w(f + "w3.bias")),
+                                transposed(w(f + "w2.weight")), w(f + "w2.bias")))
+        self.norm = w("norm.weight")
 
     def last_hidden(self, ids):
         B, T = ids.shape
         pos, H, Hkv, hd, eps = self.cache.pos, self.n_heads, self.n_kv_heads, self.head_dim, self.eps
-        cos = self.cos[pos:pos + T].astype(self.tok.dtype, copy=False)
-        sin = self.sin[pos:pos + T].astype(self.tok.dtype, copy=False)
+        cos = self.cos[pos:pos + T].astype(self.tok.dtype, copy=False)[..., None, :]   # (T, 1, hd/2)
+        sin = self.sin[pos:pos + T].astype(self.tok.dtype, copy=False)[..., None, :]
         x = self.tok[ids.reshape(-1)]                                  # (N, dim) rows
         C = x.shape[-1]
         for i, (wn1, wqkv, wo, wn2, w13, b13, w2, b2) in enumerate(self.layers):
-            qkv = _linear(_rms_norm(x, wn1, eps), wqkv)                # (N, (H + 2 Hkv) hd)
-            q = qkv[:, :H * hd].reshape(B, T, H, hd)
-            k = qkv[:, H * hd:(H + Hkv) * hd].reshape(B, T, Hkv, hd)
+            qkv = matmul(_norm(x, wn1, None, eps, False), wqkv)        # (N, (H + 2 Hkv) hd)
+            q = rope_rotate(qkv[:, :H * hd].reshape(B, T, H, hd), cos, sin)
+            k = rope_rotate(qkv[:, H * hd:(H + Hkv) * hd].reshape(B, T, Hkv, hd), cos, sin)
             v = qkv[:, (H + Hkv) * hd:].reshape(B, T, Hkv, hd)
-            _rope_(q, cos, sin)
-            _rope_(k, cos, sin)
-            x += _linear(self.attention(i, q, k, v), wo)
-            gu = _linear(_rms_norm(x, wn2, eps), w13, b13)             # (N, 2 hidden)
+            x += matmul(self.attention(i, q, k, v), wo)
+            gu = matmul(_norm(x, wn2, None, eps, False), w13, bias=b13)  # (N, 2 hidden)
             hidden = gu.shape[-1] // 2
-            x += _linear(_silu_mul(gu[:, :hidden], gu[:, hidden:]), w2, b2)
+            h, _ = silu_forward(gu[:, :hidden])
+            h *= gu[:, hidden:]
+            x += matmul(h, w2, bias=b2)
         self.cache.advance(T)
-        return _rms_norm(x.reshape(B, T, C)[:, -1], self.norm, eps)
+        return _norm(xp.ascontiguousarray(x.reshape(B, T, C)[:, -1]), self.norm, None, eps, False)

@@ -36,12 +36,3 @@ class KVCache:
     def advance(self, T: int) -> None:
         """Call once per forward, after every layer stored its T new positions."""
         self.pos += T
-
-    def attention_mask(self, T: int):
-        """Bool (T, pos+T) mask, True = may attend: new query i sees keys 0 .. pos+i.
-
-        None when plain causal attention is right (empty cache) or nothing is masked (T == 1).
-        """
-        if self.pos == 0 or T == 1:
-            return None
-        return xp.arange(self.pos + T)[None, :] <= (self.pos + xp.arange(T))[:, None]

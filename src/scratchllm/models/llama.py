@@ -18,72 +18,32 @@ import math
 
 from ..autograd.random import default_generator
 from ..backend import xp
-from ..nn import Embedding, Linear, Module, ModuleList, RMSNorm, SwiGLU
+from ..nn import CausalSelfAttention, Embedding, Linear, Module, ModuleList, RMSNorm, RotaryEmbedding, SwiGLU
 from ..nn import functional as F
 from ..nn import init
 from .base import LanguageModel
 from .config import LlamaConfig
-from .gpt import cached_attention
-from .kv_cache import KVCache
 
 
-def rope_tables(config: LlamaConfig):
-    """(cos, sin) float32 (max_seq_len, head_dim/2); Llama 3.1's frequency scaling when configured."""
-    hd, L = config.head_dim, config.max_seq_len
-    if not config.rope_scaling:
-        return F.rope_cache(hd, L, config.rope_theta)
-    s = config.rope_scaling
-    inv_freq = 1.0 / (config.rope_theta ** (xp.arange(0, hd, 2, dtype=xp.float64) / hd))
-    old, factor = s["original_max_position_embeddings"], s["factor"]
-    low_wavelen, high_wavelen = old / s["low_freq_factor"], old / s["high_freq_factor"]
-    wavelen = 2 * math.pi / inv_freq
-    scaled = xp.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)        # long waves slowed down
-    smooth = (old / wavelen - s["low_freq_factor"]) / (s["high_freq_factor"] - s["low_freq_factor"])
-    mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
-    scaled = xp.where(mid, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
-    angles = xp.outer(xp.arange(L, dtype=xp.float64), scaled)
-    return xp.cos(angles).astype(xp.float32), xp.sin(angles).astype(xp.float32)
-
-
-class Attention(Module):
-    """Grouped-query attention: ``wq`` (n_heads*hd, dim), ``wk``/``wv`` (n_kv_heads*hd, dim), ``wo``."""
-
-    def __init__(self, config: LlamaConfig, generator=None):
-        super().__init__()
-        D, hd = config.dim, config.head_dim
-        self.wq = Linear(D, config.n_heads * hd, bias=False, generator=generator)
-        self.wk = Linear(D, config.n_kv_heads * hd, bias=False, generator=generator)
-        self.wv = Linear(D, config.n_kv_heads * hd, bias=False, generator=generator)
-        self.wo = Linear(config.n_heads * hd, D, bias=False, generator=generator)
-        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, hd
-        self.dropout = config.dropout
-
-    def forward(self, x, rope, layer: int = 0, cache=None):
-        B, T, _ = x.shape
-        cos, sin = rope
-        start = cache.pos if cache is not None else 0
-        q = self.wq(x).reshape(B, T, self.n_heads, self.head_dim).transpose(1, 2)      # (B, H, T, hd)
-        k = self.wk(x).reshape(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)   # (B, Hkv, T, hd)
-        v = self.wv(x).reshape(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        q = F.apply_rope(q, cos, sin, layout="interleaved", offset=start)
-        k = F.apply_rope(k, cos, sin, layout="interleaved", offset=start)
-        p = self.dropout if self.training else 0.0
-        y = cached_attention(q, k, v, layer, cache, dropout_p=p, enable_gqa=self.n_kv_heads != self.n_heads)
-        y = self.wo(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
-        return F.dropout(y, p, True) if p else y
+def rotary(config: LlamaConfig) -> RotaryEmbedding:
+    """The RoPE layer of a Llama config (interleaved pairs; Llama 3.1's scaling when configured)."""
+    return RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta, "interleaved",
+                           scaling=config.rope_scaling)
 
 
 class TransformerBlock(Module):
-    def __init__(self, config: LlamaConfig, generator=None):
+    def __init__(self, config: LlamaConfig, rope: RotaryEmbedding, generator=None):
         super().__init__()
-        self.attention = Attention(config, generator)
+        self.attention = CausalSelfAttention(config.dim, config.n_heads, config.n_kv_heads, bias=False,
+                                             dropout=config.dropout, generator=generator, rope=rope)
+        self.attention.generator = self.attention.resid_dropout.generator = None  # dropout: the global generator
         self.feed_forward = SwiGLU(config.dim, config.ffn_hidden_dim, bias=False, generator=generator)
         self.attention_norm = RMSNorm(config.dim, eps=config.norm_eps)
         self.ffn_norm = RMSNorm(config.dim, eps=config.norm_eps)
         self.dropout = config.dropout
 
-    def forward(self, x, rope, layer: int = 0, cache=None):
-        x = x + self.attention(self.attention_norm(x), rope, layer, cache)
+    def forward(self, x):
+        x = x + self.attention(self.attention_norm(x))
         y = self.feed_forward(self.ffn_norm(x))
         return x + (F.dropout(y, self.dropout, True) if self.dropout and self.training else y)
 
@@ -97,11 +57,11 @@ class Llama(LanguageModel):
         self.config = config
         g = generator or default_generator()
         self.tok_embeddings = Embedding(config.vocab_size, config.dim, generator=g)
-        self.layers = ModuleList([TransformerBlock(config, g) for _ in range(config.n_layers)])
+        self.rotary = rotary(config)                                     # one table, shared by every layer
+        self.layers = ModuleList([TransformerBlock(config, self.rotary, g) for _ in range(config.n_layers)])
         self.norm = RMSNorm(config.dim, eps=config.norm_eps)
         if not config.tie_embeddings:
             self.output = Linear(config.dim, config.vocab_size, bias=False, generator=g)
-        self.rope = rope_tables(config)                                  # plain arrays, not state
         self.init_weights(g)
 
     def init_weights(self, generator=None) -> None:
@@ -116,25 +76,27 @@ class Llama(LanguageModel):
                 init.normal_(p, 0.0, 0.02, generator=g)
 
     @property
+    def rope(self) -> tuple:
+        """(cos, sin) arrays (max_seq_len, head_dim/2) of the shared RoPE layer; assignable."""
+        return self.rotary.cos.data, self.rotary.sin.data
+
+    @rope.setter
+    def rope(self, tables) -> None:
+        self.rotary.cos, self.rotary.sin = (xp.asarray(t) for t in tables)
+
+    def decoder_tables(self) -> dict:
+        return {"rope": self.rope}
+
+    @property
     def context_length(self) -> int:
         return self.config.max_seq_len
 
-    def new_cache(self, batch: int, max_len: int) -> KVCache:
-        c = self.config
-        return KVCache(c.n_layers, batch, c.n_kv_heads, c.head_dim, min(max_len, c.max_seq_len),
-                       dtype=self.tok_embeddings.weight.dtype)
-
-    def decoder(self, batch: int, max_len: int):
-        """A fast raw-array ``LlamaDecoder`` for generation (see models/decode.py)."""
-        from .decode import LlamaDecoder
-        return LlamaDecoder(self, batch, max_len)
-
-    def hidden(self, ids, cache=None):
+    def hidden(self, ids):
         x = F.embedding(ids, self.tok_embeddings.weight)                # (B, T, dim)
         if self.config.dropout and self.training:
             x = F.dropout(x, self.config.dropout, True)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, self.rope, i, cache)
+        for layer in self.layers:
+            x = layer(x)
         return self.norm(x)
 
     def head(self, x):

@@ -17,12 +17,12 @@ from .normalization import LayerNorm, RMSNorm
 from .activation import GELU, SiLU, ReLU, Tanh, Sigmoid, Softmax
 from .dropout import Dropout
 from .feedforward import SwiGLU
-from .attention import CausalSelfAttention
+from .attention import CausalSelfAttention, PackedCausalSelfAttention
 from .positional import SinusoidalPositionalEmbedding, LearnedPositionalEmbedding, RotaryEmbedding
 
 __all__ = ["functional", "Parameter", "Module", "ModuleList", "ModuleDict", "Sequential", "Linear", "Identity",
            "Embedding", "LayerNorm", "RMSNorm", "GELU", "SiLU", "ReLU", "Tanh", "Sigmoid", "Softmax", "Dropout",
-           "SwiGLU", "CausalSelfAttention", "SinusoidalPositionalEmbedding", "LearnedPositionalEmbedding",
+           "SwiGLU", "CausalSelfAttention", "PackedCausalSelfAttention", "SinusoidalPositionalEmbedding", "LearnedPositionalEmbedding",
            "RotaryEmbedding", "init", "utils"]
 
 

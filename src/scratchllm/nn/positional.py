@@ -50,15 +50,16 @@ class LearnedPositionalEmbedding(Module):
 
 
 class RotaryEmbedding(Module):
-    """Applies RoPE to (B, H, T, head_dim) tensors; tables are non-persistent buffers."""
+    """Applies RoPE to (B, H, T, head_dim) tensors; tables are non-persistent buffers.
+    ``scaling``: Llama 3.1's frequency scaling dict (see ``F.rope_cache``), or None."""
 
     def __init__(self, head_dim: int, max_seq_len: int = 2048, theta: float = 10000.0,
-                 layout: str = "interleaved", dtype=None):
+                 layout: str = "interleaved", dtype=None, scaling=None):
         super().__init__()
         if layout not in ("interleaved", "half"):
             raise ValueError(f"RotaryEmbedding: layout must be 'interleaved' or 'half', got {layout!r}")
         self.head_dim, self.max_seq_len, self.theta, self.layout = head_dim, max_seq_len, theta, layout
-        cos, sin = F.rope_cache(head_dim, max_seq_len, theta, dtype or xp.float32)
+        cos, sin = F.rope_cache(head_dim, max_seq_len, theta, dtype or xp.float32, scaling)  # (L, hd/2)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 

@@ -17,14 +17,43 @@ non-contiguous parameters keep the NumPy code.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from .. import parallel
 from ..backend import xp
 from ..kernels import kernels
-from ..nn.functional._threads import chunk_edges, run_chunks
 from .optimizer import Optimizer
 
 
-_PARALLEL_MIN = 1 << 16  # elements: parameters at least this big are split over the cores
-_POOL_TOTAL_MIN = 1 << 22  # elements in all: smaller models update on the calling thread (hand-offs)
+def adam_reference(param, grad, m, v, t: int, lr: float, beta1: float, beta2: float, eps: float,
+                   weight_decay: float, decoupled: bool):
+    """The plain update (llm.c's ``gpt2_update``), new arrays -> (param, m, v); the fast path
+    below (``Adam.step``) computes the same numbers in place, in torch's order, on all cores.
+
+    >>> p, m, v = adam_reference(p, g, m, v, t=1, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+    ...                          weight_decay=0.1, decoupled=True)    # doctest: +SKIP
+    """
+    if weight_decay and not decoupled:
+        grad = grad + weight_decay * param                # Adam: L2 penalty in the gradient
+    m = beta1 * m + (1 - beta1) * grad                    # first moment
+    v = beta2 * v + (1 - beta2) * grad * grad             # second moment
+    m_hat = m / (1 - beta1 ** t)                          # bias corrections
+    v_hat = v / (1 - beta2 ** t)
+    if weight_decay and decoupled:
+        param = param * (1 - lr * weight_decay)           # AdamW: decoupled decay
+    return param - lr * m_hat / (xp.sqrt(v_hat) + eps), m, v
+
+
+class AdamStep(NamedTuple):
+    """The scalars of one update of one parameter."""
+    t: float
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    amsgrad: bool
+    maximize: bool
 
 
 class Adam(Optimizer):
@@ -83,24 +112,24 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = xp.zeros_like(p.data)
                 state["step"] += 1
                 t = float(state["step"])
-                hyper = (t, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize)
+                hyper = AdamStep(t, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize)
                 jobs.append(self._compiled_job(k, p, state, hyper) if id(p) in compiled
                             else self._job(p, state, hyper))
                 total += p.data.size
         if not jobs:
             return
-        n_chunks = len(chunk_edges(total, total >= _POOL_TOTAL_MIN)) - 1
+        n_chunks = len(parallel.chunk_edges(total, total >= parallel.UPDATE_POOL_MIN)) - 1
 
         def chunk(i, _a, _b):
             for j, (update, arrays, flat, hyper) in enumerate(jobs):
                 n = arrays[0].size
-                if flat and n >= _PARALLEL_MIN:
+                if flat and n >= parallel.PARAM_SPLIT_MIN:
                     lo, hi = n * i // n_chunks, n * (i + 1) // n_chunks
                     update(*(x if x is None else x[lo:hi] for x in arrays), *hyper)
                 elif j % n_chunks == i:
                     update(*arrays, *hyper)
 
-        run_chunks(chunk, list(range(n_chunks + 1)))
+        parallel.run_chunks(chunk, list(range(n_chunks + 1)))
 
     def _compilable(self, k, p, amsgrad: bool) -> bool:
         """Whether the compiled loop can update ``p``: kernels present, no amsgrad, a contiguous
@@ -127,12 +156,12 @@ class Adam(Optimizer):
         """(update, arrays, flat, hyper) for the NumPy code: the update's arrays, flattened when
         every one can be (views, no copies)."""
         param = p.data
-        m, v, vmax = state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq") if hyper[6] else None
+        m, v, vmax = state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq") if hyper.amsgrad else None
         grad = p.grad.data
         if grad.shape != param.shape:
             grad = xp.broadcast_to(grad, param.shape)
         tmp0 = self._own_tmp(param, 0)                       # jobs run at once: each has its own scratch
-        tmp1 = self._own_tmp(param, 1) if hyper[7] or (hyper[5] != 0 and not self._decoupled) else None
+        tmp1 = self._own_tmp(param, 1) if hyper.maximize or (hyper.weight_decay != 0 and not self._decoupled) else None
         arrays = (param, grad, m, v, vmax, tmp0, tmp1)
         flat = all(x is None or x.flags.c_contiguous for x in (param, m, v, vmax))
         if flat:

@@ -6,7 +6,10 @@ whose joined bytes have the lowest rank (leftmost on ties), exactly as tiktoken 
 
     b"hello" -> h e l l o -> h e ll o -> h ell o -> h ello -> hello     (with a GPT-2 vocab)
 
-Chunks repeat a lot in real text, so encoded chunks are cached (``str -> ids``).
+Chunks repeat a lot in real text, so encoded chunks are cached (``str -> ids``). A chunk longer
+than ``MAX_CHUNK`` characters (10 MB of one letter is one chunk for every split pattern) is
+encoded in pieces of ``MAX_CHUNK`` characters, so that time and memory stay linear in the text
+(identical pieces share the cache); only merges across those cut points can differ from tiktoken.
 """
 from __future__ import annotations
 
@@ -23,7 +26,9 @@ __all__ = ["BPETokenizer"]
 _INF = float("inf")
 _CACHE_LIMIT = 200_000  # chunks kept in the encode cache before it is cleared
 _BYTES = [bytes([b]) for b in range(256)]
-_LONG = 256  # chunks longer than this (bytes) merge with a heap instead of a linear scan
+_LONG = 32  # chunks longer than this (bytes) merge with a heap instead of a linear scan
+RESERVED_IDS = 1024  # special-token ids may lie up to this far past the last token (cl100k: 21)
+MAX_CHUNK = 1 << 14  # characters; longer chunks are cut (see the module docstring); < 2**32 / 4
 
 
 class BPETokenizer:
@@ -51,10 +56,18 @@ class BPETokenizer:
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
             raise ValueError(f"{name}: vocabulary lacks single-byte token(s) {missing[:8]}")
+        special_tokens = dict(special_tokens or {})
+        limit = len(ranks) + len(special_tokens) + RESERVED_IDS
+        for what, table in (("token", ranks), ("special token", special_tokens)):
+            bad = [(t, i) for t, i in table.items() if type(i) is not int or not 0 <= i < limit]
+            if bad:
+                raise ValueError(f"{name}: {what} {bad[0][0]!r} has id {bad[0][1]!r}; ids must be integers "
+                                 f"from 0 to {limit - 1} (the {len(ranks)} tokens, the {len(special_tokens)} "
+                                 f"special tokens and {RESERVED_IDS} reserved ids)")
         self.name = name
         self.pattern = pattern
         self._ranks = ranks
-        self.special_tokens = dict(special_tokens or {})
+        self.special_tokens = special_tokens
         self.merges = merges
         self._decoder = {i: b for b, i in ranks.items()}
         if len(self._decoder) != len(ranks):
@@ -126,6 +139,8 @@ class BPETokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode text with special-token text treated as ordinary text."""
         chunks = self._splitter.split(text) if self._splitter else ([text] if text else [])
+        if any(len(c) > MAX_CHUNK for c in chunks):
+            chunks = [c[k:k + MAX_CHUNK] for c in chunks for k in range(0, len(c), MAX_CHUNK)]
         cache = self._cache
         missing = set(chunks).difference(cache)
         if missing:
@@ -204,9 +219,11 @@ class BPETokenizer:
         save_bpe(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "BPETokenizer":
+    def load(cls, path: str | os.PathLike, trust_pattern: bool = False) -> "BPETokenizer":
+        """Read a file written by :meth:`save`; a pattern other than a known one (gpt2, gpt4,
+        llama3, none) is used only with ``trust_pattern=True``."""
         from .fileformat import load_bpe
-        return load_bpe(path)
+        return load_bpe(path, trust_pattern=trust_pattern)
 
     def __repr__(self) -> str:
         return (f"BPETokenizer(name={self.name!r}, vocab_size={self.vocab_size}, "
@@ -216,39 +233,36 @@ class BPETokenizer:
 def _bpe_long(ranks: dict[bytes, int], piece: bytes) -> tuple[int, ...]:
     """The same merges as ``BPETokenizer._bpe`` in O(n log n) for long chunks.
 
-    Parts form a linked list (``nxt``/``prv`` by start position); the heap holds
-    ``(rank, start)`` of adjacent pairs, so the lowest rank and then the leftmost pops first.
-    An entry is stale when its pair has changed since; it is then skipped.
+    Parts form a linked list (``nxt``/``prv`` by start position); a heap entry is one int,
+    ``rank << 32 | start``, so the lowest rank and then the leftmost pops first. An entry is
+    stale when its pair has changed since; it is then skipped.
     """
     n = len(piece)
     nxt = list(range(1, n + 1))  # start of the next part (n: none)
     prv = list(range(-1, n - 1))
     alive = [True] * n
-
-    def part(i: int) -> bytes:
-        return piece[i:nxt[i]]
-
-    def pair_rank(i: int):
-        j = nxt[i]
-        return ranks.get(piece[i:nxt[j]]) if j < n else None
-
-    heap = [(r, i) for i in range(n - 1) if (r := pair_rank(i)) is not None]
+    get = ranks.get
+    heap = [r << 32 | i for i in range(n - 1) if (r := get(piece[i:i + 2])) is not None]
     heapq.heapify(heap)
+    push, pop = heapq.heappush, heapq.heappop
     while heap:
-        r, i = heapq.heappop(heap)
-        if not alive[i] or pair_rank(i) != r:
-            continue
+        key = pop(heap)
+        i = key & 0xFFFFFFFF
         j = nxt[i]
+        if not alive[i] or j >= n or get(piece[i:nxt[j]]) != key >> 32:
+            continue
         alive[j] = False
-        nxt[i] = nxt[j]
-        if nxt[j] < n:
-            prv[nxt[j]] = i
-        for k in (prv[i], i):
-            if k >= 0 and (rk := pair_rank(k)) is not None:
-                heapq.heappush(heap, (rk, k))
+        k = nxt[i] = nxt[j]
+        if k < n:
+            prv[k] = i
+            if (r := get(piece[i:nxt[k]])) is not None:
+                push(heap, r << 32 | i)
+        p = prv[i]
+        if p >= 0 and (r := get(piece[p:k])) is not None:
+            push(heap, r << 32 | p)
     out, i = [], 0
     while i < n:
-        out.append(ranks[part(i)])
+        out.append(ranks[piece[i:nxt[i]]])
         i = nxt[i]
     return tuple(out)
 

@@ -27,7 +27,7 @@ class CharTokenizer:
 
     def __init__(self, chars):
         chars = list(chars)
-        if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars):
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars) or len(set(chars)) != len(chars):
             raise ScratchLLMError("CharTokenizer: chars must be distinct single characters")
         self.chars = chars
         self.stoi = {c: i for i, c in enumerate(chars)}
@@ -97,11 +97,8 @@ class CharTokenizer:
         path = Path(path)
         if not path.is_file():
             raise ScratchLLMError(f"tokenizer file not found: {path}")
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ScratchLLMError(f"{path}: not valid JSON ({e})") from None
-        return cls.from_dict(d, source=str(path))
+        from ..jsonio import read_json
+        return cls.from_dict(read_json(path, "tokenizer file", expect=None), source=str(path))
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"

@@ -19,7 +19,7 @@ import time
 
 from ..errors import ScratchLLMError
 
-__all__ = ["add_tokenizer_commands", "add_bench_tokenize", "run_bench_tokenize"]
+__all__ = ["add_tokenizer_commands", "add_bench_tokenize", "run_bench_tokenize", "encode_text"]
 
 
 def _read_text(path: str) -> str:
@@ -71,15 +71,31 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def encode_text(tok, text: str, bos: bool = False, eos: bool = False, allowed_special=()) -> list:
+    """Encode with any tokenizer kind (BPE, tiktoken, SentencePiece, llama2.c, HF, character):
+    BOS/EOS are put around the ids here, so every kind takes ``--bos``/``--eos``."""
+    kwargs = {}
+    if allowed_special:
+        if not isinstance(getattr(tok, "special_tokens", None), dict):
+            raise ScratchLLMError(f"{getattr(tok, 'name', type(tok).__name__)}: this tokenizer has "
+                                  "no special tokens; drop --allowed-special")
+        kwargs["allowed_special"] = "all" if list(allowed_special) == ["all"] else set(allowed_special)
+    ids = list(tok.encode(text, **kwargs))
+    for flag, which, where in ((bos, "bos", 0), (eos, "eos", len(ids) + 1)):
+        if flag:
+            i = getattr(tok, f"{which}_id", None)
+            if i is None:
+                raise ScratchLLMError(f"{getattr(tok, 'name', type(tok).__name__)}: this tokenizer "
+                                      f"has no {which} token; drop --{which}")
+            ids.insert(where, i)
+    return ids
+
+
 def _cmd_encode(args) -> int:
     from .load import load_tokenizer
     tok = load_tokenizer(args.tokenizer)
     text = args.text if args.text is not None else _read_text(args.input)
-    kwargs = {"bos": args.bos, "eos": args.eos}
-    if args.allowed_special and hasattr(tok, "special_tokens"):
-        kwargs["allowed_special"] = ("all" if args.allowed_special == ["all"]
-                                     else set(args.allowed_special))
-    ids = tok.encode(text, **kwargs)
+    ids = encode_text(tok, text, args.bos, args.eos, args.allowed_special)
     _write_or_print(" ".join(map(str, ids)) + "\n", args.out)
     return 0
 
@@ -113,7 +129,8 @@ def add_tokenizer_commands(subparsers) -> argparse.ArgumentParser:
 
     for name, func in (("encode", _cmd_encode), ("decode", _cmd_decode)):
         e = sub.add_parser(name, help=f"{name} with any tokenizer load_tokenizer reads")
-        e.add_argument("--tokenizer", required=True, help='"gpt2" or a tokenizer file/folder')
+        e.add_argument("--tokenizer", required=True,
+                       help='"gpt2", a tokenizer file, an HF/model folder or a scratchllm run folder')
         src = e.add_mutually_exclusive_group(required=True)
         if name == "encode":
             src.add_argument("--text", help="text to encode")

@@ -26,7 +26,10 @@ import json
 import os
 
 from ..atomic import atomic_write
+from ..errors import FileFormatError, ScratchLLMError
+from ..jsonio import read_json
 from .bpe import BPETokenizer
+from .pretokenize import check_file_pattern
 
 __all__ = ["FORMAT", "VERSION", "save_bpe", "load_bpe"]
 
@@ -58,15 +61,16 @@ def save_bpe(tok: BPETokenizer, path: str | os.PathLike) -> None:
 
 
 def _fail(path, msg: str):
-    raise ValueError(f"{os.fspath(path)}: {msg}")
+    raise FileFormatError(f"{os.fspath(path)}: {msg}")
 
 
-def load_bpe(path: str | os.PathLike) -> BPETokenizer:
+def load_bpe(path: str | os.PathLike, trust_pattern: bool = False) -> BPETokenizer:
+    """Read a scratchllm tokenizer file. Its ``"pattern"`` must be a known one (see
+    :func:`.pretokenize.check_file_pattern`) unless ``trust_pattern=True``."""
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _fail(path, f"not a scratchllm tokenizer file (bad JSON: {exc})")
+        doc = read_json(path, "tokenizer file", expect=None)
+    except ScratchLLMError as exc:
+        _fail(path, f"not a scratchllm tokenizer file (bad JSON: {str(exc).removeprefix(os.fspath(path) + ': ')})")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         _fail(path, f'not a scratchllm tokenizer file (no "format": "{FORMAT}")')
     if doc.get("version") != VERSION:
@@ -76,11 +80,17 @@ def load_bpe(path: str | os.PathLike) -> BPETokenizer:
         _fail(path, '"merges" must be a list')
     vocab = [bytes([b]) for b in range(256)]
     merges = []
+    # a merge may double a token's length, so 40 merges could describe a terabyte: the tokens
+    # together may hold at most 16 bytes per byte of the file (a saved file shows every token)
+    budget, total = 16 * os.path.getsize(path) + (1 << 16), 256
     for k, m in enumerate(merges_in):
         if not (isinstance(m, list) and len(m) >= 2 and all(type(x) is int for x in m[:2])
                 and all(0 <= x < len(vocab) for x in m[:2])):
             _fail(path, f"merge {k} must be [left_id, right_id, ...] with ids below {len(vocab)},"
                         f" got {m!r}")
+        total += len(vocab[m[0]]) + len(vocab[m[1]])
+        if total > budget:
+            _fail(path, f"merge {k} makes the tokens longer than {budget} bytes in all; not a tokenizer")
         merges.append((m[0], m[1]))
         vocab.append(vocab[m[0]] + vocab[m[1]])
     ranks = {t: i for i, t in enumerate(vocab)}
@@ -89,12 +99,13 @@ def load_bpe(path: str | os.PathLike) -> BPETokenizer:
     special = doc.get("special_tokens") or {}
     if not isinstance(special, dict) or not all(type(v) is int for v in special.values()):
         _fail(path, '"special_tokens" must map text to integer ids')
-    pattern = doc.get("pattern")
-    if pattern is not None and not isinstance(pattern, str):
-        _fail(path, '"pattern" must be a string or null')
+    for which in ("bos", "eos"):
+        if doc.get(which) is not None and not isinstance(doc.get(which), str):
+            _fail(path, f'"{which}" must be a special-token text or null')
+    pattern = check_file_pattern(doc.get("pattern"), os.fspath(path), trust_pattern)
     try:
         return BPETokenizer(ranks, pattern=pattern, special_tokens=special, bos=doc.get("bos"),
                             eos=doc.get("eos"), merges=merges, name=os.fspath(path))
     except ValueError as exc:
         msg = str(exc)
-        raise ValueError(msg if os.fspath(path) in msg else f"{os.fspath(path)}: {msg}") from None
+        raise FileFormatError(msg if os.fspath(path) in msg else f"{os.fspath(path)}: {msg}") from None

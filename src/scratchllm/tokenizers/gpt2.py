@@ -12,9 +12,10 @@ The files ship inside the package (``assets/``, MIT licence beside them), so
 from __future__ import annotations
 
 import functools
-import json
 import os
 
+from ..errors import FileFormatError, ScratchLLMError
+from ..jsonio import loads_json
 from .bpe import BPETokenizer
 
 __all__ = ["bytes_to_unicode", "load_gpt2", "ASSETS"]
@@ -44,7 +45,7 @@ def _read(path: str) -> str:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: GPT-2 tokenizer file not found") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
+        raise FileFormatError(f"{path}: not UTF-8 text ({exc})") from None
 
 
 def load_gpt2(folder: str | os.PathLike | None = None) -> BPETokenizer:
@@ -53,11 +54,11 @@ def load_gpt2(folder: str | os.PathLike | None = None) -> BPETokenizer:
     enc_path = os.path.join(folder, "encoder.json")
     bpe_path = os.path.join(folder, "vocab.bpe")
     try:
-        encoder = json.loads(_read(enc_path))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{enc_path}: bad JSON ({exc})") from None
+        encoder = loads_json(_read(enc_path), enc_path, "encoder")
+    except ScratchLLMError as exc:
+        raise FileFormatError(f"{enc_path}: bad JSON ({str(exc).removeprefix(enc_path + ': ')})") from None
     if not isinstance(encoder, dict):
-        raise ValueError(f"{enc_path}: expected a JSON object token -> id")
+        raise FileFormatError(f"{enc_path}: expected a JSON object token -> id")
 
     byte_of = {c: b for b, c in bytes_to_unicode().items()}
 
@@ -65,7 +66,7 @@ def load_gpt2(folder: str | os.PathLike | None = None) -> BPETokenizer:
         try:
             return bytes(byte_of[c] for c in text)
         except KeyError as exc:
-            raise ValueError(f"{where}: {text!r} holds {exc.args[0]!r}, not a GPT-2 byte "
+            raise FileFormatError(f"{where}: {text!r} holds {exc.args[0]!r}, not a GPT-2 byte "
                              "character") from None
 
     printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
@@ -79,11 +80,11 @@ def load_gpt2(folder: str | os.PathLike | None = None) -> BPETokenizer:
             continue
         parts = line.split(" ")
         if len(parts) != 2:
-            raise ValueError(f"{bpe_path}: line {n} must be two tokens separated by a space, "
+            raise FileFormatError(f"{bpe_path}: line {n} must be two tokens separated by a space, "
                              f"got {line!r}")
         token = to_bytes(parts[0], bpe_path) + to_bytes(parts[1], bpe_path)
         if token in ranks:
-            raise ValueError(f"{bpe_path}: line {n} repeats the merge {line!r}")
+            raise FileFormatError(f"{bpe_path}: line {n} repeats the merge {line!r}")
         ranks[token] = len(ranks)
 
     special = {}
@@ -93,11 +94,13 @@ def load_gpt2(folder: str | os.PathLike | None = None) -> BPETokenizer:
             continue
         b = to_bytes(text, enc_path)
         if ranks.get(b) != i:
-            raise ValueError(f"{enc_path}: token {text!r} has id {i} but {bpe_path} gives rank "
+            raise FileFormatError(f"{enc_path}: token {text!r} has id {i} but {bpe_path} gives rank "
                              f"{ranks.get(b)}")
     if len(encoder) - len(special) != len(ranks):
-        raise ValueError(f"{enc_path}: {len(encoder) - len(special)} tokens, but {bpe_path} "
+        raise FileFormatError(f"{enc_path}: {len(encoder) - len(special)} tokens, but {bpe_path} "
                          f"makes {len(ranks)}")
     eot = ENDOFTEXT if special else None
-    return BPETokenizer(ranks, pattern="gpt2", special_tokens=special, bos=eot, eos=eot,
-                        name=folder)
+    try:
+        return BPETokenizer(ranks, pattern="gpt2", special_tokens=special, bos=eot, eos=eot, name=folder)
+    except ValueError as exc:
+        raise FileFormatError(f"{enc_path}: {exc}") from None

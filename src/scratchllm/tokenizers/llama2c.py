@@ -7,7 +7,8 @@ Layout (little-endian)::
 
 llama2.c's exporter wrote "▁" as a space and <s>/</s> as "\\n<s>\\n"/"\\n</s>\\n". The token
 types are not stored; as in llama2.c, id 0 is <unk>, ids 1 and 2 are <s> and </s>, and
-pieces ``<0xXX>`` are byte-fallback pieces. Encoding then follows SentencePiece's BPE exactly
+pieces ``<0xXX>`` are byte-fallback pieces (a vocabulary of any size; without all 256 of them
+unknown characters become <unk>). Encoding then follows SentencePiece's BPE exactly
 (merge by score, byte fallback, the leading dummy space), so both Llama 2 files agree.
 """
 from __future__ import annotations
@@ -61,10 +62,14 @@ def read_llama2c_bin(path: str | os.PathLike) -> SentencePieceModel:
         pieces.append(text)
         scores.append(score)
         types.append(kind)
-    if len(pieces) < 3 + 256:
-        raise ValueError(f"{path}: only {len(pieces)} tokens; not a llama2.c tokenizer.bin")
+    if len(pieces) < 3:
+        raise ValueError(f"{path}: only {len(pieces)} tokens; a llama2.c tokenizer.bin starts "
+                         "with <unk>, <s>, </s>")
+    # Byte fallback when all 256 <0xXX> pieces are there (Llama 2, tok512); a small vocabulary
+    # trained without them (e.g. 105 pieces) maps unknown characters to <unk>, as SentencePiece.
+    byte_fallback = sum(kind == BYTE for kind in types) == 256
     return SentencePieceModel(pieces=pieces, scores=scores, types=types, model_type="bpe",
-                              byte_fallback=True, normalizer_name="identity",
+                              byte_fallback=byte_fallback, normalizer_name="identity",
                               add_dummy_prefix=True, remove_extra_whitespaces=False)
 
 

@@ -27,7 +27,8 @@ import re
 import sys
 import unicodedata
 
-__all__ = ["PATTERNS", "Splitter", "resolve_pattern", "compile_pattern", "split_text", "translate"]
+__all__ = ["PATTERNS", "Splitter", "resolve_pattern", "compile_pattern", "split_text", "translate",
+           "check_file_pattern"]
 
 #: Named split patterns, in the dialect of tiktoken (translated by :func:`translate`).
 PATTERNS = {
@@ -48,6 +49,26 @@ def resolve_pattern(pattern: str | None) -> str | None:
     if pattern is None or pattern == "none":
         return None
     return PATTERNS.get(pattern, pattern)
+
+
+def check_file_pattern(pattern, source: str, trust_pattern: bool = False):
+    """A split pattern read from a file: a known name ("gpt2", "gpt4", "llama3", "none"), the
+    exact text of a known pattern, or null -- any other regex only with ``trust_pattern=True``.
+
+    A regex runs on every text the tokenizer encodes, and some take exponential time: the
+    pattern ``(a+)+b`` needs seconds for 24 letters and centuries for 60. A file from a stranger
+    must not choose one. Raises ``FileFormatError`` naming ``source``.
+    """
+    from ..errors import FileFormatError
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str):
+        raise FileFormatError(f"{source}: \"pattern\" must be a string or null, got {type(pattern).__name__}")
+    if trust_pattern or pattern == "none" or pattern in PATTERNS or pattern in PATTERNS.values():
+        return pattern
+    raise FileFormatError(f"{source}: split pattern {pattern[:60]!r} is not one of the known patterns "
+                          f"({', '.join(sorted(PATTERNS))}, none); a regex from a file can take exponential "
+                          f"time on some texts, so it is used only when the caller passes trust_pattern=True")
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,11 +11,22 @@ No Llama 2 piece has "▁" after another character, so merges never cross the st
 "▁"-word, nor touch a character that is in no piece (such as "\n"); text is encoded word by
 word with a cache (exact, and fast). Vocabularies where
 that does not hold are encoded in one piece, also exactly.
+
+Step 2 runs in O(n log n) for a word of n characters, as SentencePiece itself does: the symbols
+form a linked list and a heap holds the candidate pairs ``(-score, start)`` (best score first,
+then leftmost); a popped pair whose symbols have changed since it was pushed is skipped.
+A "word" longer than ``MAX_WORD`` characters (no natural text has one; 1 MB of letters without
+a space is one) is encoded in pieces of ``MAX_WORD`` characters, so that time and memory stay
+bounded; only merges across those cut points can differ from SentencePiece.
 """
 from __future__ import annotations
 
+import heapq
+import math
 import re
 from itertools import chain
+
+from ..errors import FileFormatError
 
 from .sp_proto import BYTE, CONTROL, UNKNOWN, UNUSED, USER_DEFINED, SentencePieceModel
 
@@ -25,6 +36,7 @@ SPACE = "\u2581"
 _NEG = float("-inf")
 _WORDS = re.compile(f"{SPACE}*[^{SPACE}]+|{SPACE}+")
 _CACHE_LIMIT = 200_000
+MAX_WORD = 1 << 14   # < 2**32: a start index must fit the heap key's low bits
 
 
 class SentencePieceBPE:
@@ -32,10 +44,10 @@ class SentencePieceBPE:
 
     def __init__(self, model: SentencePieceModel, name: str = "sentencepiece"):
         if model.model_type != "bpe":
-            raise ValueError(f"{name}: SentencePiece model type {model.model_type!r} is not "
+            raise FileFormatError(f"{name}: SentencePiece model type {model.model_type!r} is not "
                              "supported (BPE models only)")
         if model.precompiled_charsmap or model.normalizer_name not in ("", "identity"):
-            raise ValueError(f"{name}: normalizer {model.normalizer_name!r} with a character "
+            raise FileFormatError(f"{name}: normalizer {model.normalizer_name!r} with a character "
                              "map is not supported (identity only)")
         self.name = name
         self.model = model
@@ -50,18 +62,27 @@ class SentencePieceBPE:
                 if kind == BYTE:
                     m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece)
                     if not m:
-                        raise ValueError(f"{name}: byte piece {i} is {piece!r}, not <0xXX>")
+                        raise FileFormatError(f"{name}: byte piece {i} is {piece!r}, not <0xXX>")
                     self._byte_ids[int(m.group(1), 16)] = i
             else:
                 self._mergeable.setdefault(piece, i)
-        self._score = {p: self.scores[i] for p, i in self._mergeable.items()}
+        # pieces a merge may build -> priority: 0 for the best score, equal scores equal priority
+        # (a NaN or -inf score never merges)
+        usable = {p: self.scores[i] for p, i in self._mergeable.items()
+                  if not math.isnan(self.scores[i]) and self.scores[i] != _NEG}
+        order = {sc: k for k, sc in enumerate(sorted(set(usable.values()), reverse=True))}
+        self._prio = {p: order[sc] for p, sc in usable.items()}
         self._unused = {p for p, i in self._mergeable.items() if self.types[i] == UNUSED}
         self._user_defined = sorted((p for p, k in zip(self.pieces, self.types)
-                                     if k == USER_DEFINED), key=len, reverse=True)
+                                     if k == USER_DEFINED and p), key=len, reverse=True)
+        # longest user-defined piece first: ``re`` takes the first alternative that matches
+        self._user_regex = re.compile("|".join(map(re.escape, self._user_defined))) \
+            if self._user_defined else None
         self.unk_id, self.bos_id, self.eos_id = model.unk_id, model.bos_id, model.eos_id
         self.pad_id = model.pad_id
+        self._check_ids(name)
         if model.byte_fallback and None in self._byte_ids:
-            raise ValueError(f"{name}: byte_fallback is on but some <0xXX> pieces are missing")
+            raise FileFormatError(f"{name}: byte_fallback is on but some <0xXX> pieces are missing")
         # Word-by-word encoding is exact when no piece has "▁" after another character.
         self._by_word = not model.treat_whitespace_as_suffix and not any(
             SPACE in p.lstrip(SPACE) for p in self._mergeable)
@@ -70,6 +91,15 @@ class SentencePieceBPE:
         body = "".join(re.escape(c) for c in chars)
         self._words = re.compile(f"{SPACE}*[{body}]+|{SPACE}+|[^{body}{SPACE}]") if body else _WORDS
         self._cache: dict[str, tuple[int, ...]] = {}
+
+    def _check_ids(self, name: str) -> None:
+        """unk_id must name a piece; bos/eos/pad ids a piece or -1 (none), as SentencePiece checks."""
+        n = len(self.pieces)
+        for field, i, optional in (("unk_id", self.unk_id, False), ("bos_id", self.bos_id, True),
+                                   ("eos_id", self.eos_id, True), ("pad_id", self.pad_id, True)):
+            if type(i) is not int or not (0 <= i < n or (optional and i == -1)):
+                allowed = f"0..{n - 1}" + (" or -1" if optional else "")
+                raise FileFormatError(f"{name}: {field} is {i}, not a piece id ({allowed})")
 
     @property
     def vocab_size(self) -> int:
@@ -103,50 +133,69 @@ class SentencePieceBPE:
 
     def _initial_symbols(self, text: str) -> tuple[list[str], list[bool]]:
         """Characters, or whole user-defined pieces (frozen: never merged further)."""
-        if not self._user_defined:
+        if self._user_regex is None:
             return list(text), [False] * len(text)
         syms, frozen, i = [], [], 0
-        while i < len(text):
-            for p in self._user_defined:
-                if text.startswith(p, i):
-                    syms.append(p)
-                    frozen.append(True)
-                    i += len(p)
-                    break
-            else:
-                syms.append(text[i])
-                frozen.append(False)
-                i += 1
+        for m in self._user_regex.finditer(text):
+            syms += text[i:m.start()]
+            frozen += [False] * (m.start() - i)
+            syms.append(m.group())
+            frozen.append(True)
+            i = m.end()
+        syms += text[i:]
+        frozen += [False] * (len(text) - i)
         return syms, frozen
 
     def _bpe(self, text: str) -> tuple[int, ...]:
+        """Merge the best-scoring adjacent pair (leftmost on ties) until none is a piece.
+
+        A heap entry is one int, ``priority << 32 | start`` (best score, then leftmost, pops
+        first). An entry is stale when its pair has changed since; the pair now at ``start``
+        is then looked up again, and merged only if it still has that priority.
+        """
         syms, frozen = self._initial_symbols(text)
-        get = self._score.get
-
-        def pair_score(k: int) -> float:
-            return _NEG if frozen[k] or frozen[k + 1] else get(syms[k] + syms[k + 1], _NEG)
-
-        scores = [pair_score(k) for k in range(len(syms) - 1)]
+        n = len(syms)
+        prio = self._prio.get
+        unused = self._unused
         halves: dict[str, tuple] = {}  # merged UNUSED piece -> its two halves (re-split later)
-        while scores:
-            best = max(scores)
-            if best == _NEG:
-                break
-            k = scores.index(best)  # leftmost on ties
-            right = syms.pop(k + 1)
-            del frozen[k + 1]
-            merged = syms[k] + right
-            if merged in self._unused:
-                halves[merged] = (syms[k], right)
-            syms[k] = merged
-            del scores[k]
-            if k > 0:
-                scores[k - 1] = pair_score(k - 1)
-            if k < len(scores):
-                scores[k] = pair_score(k)
+        nxt = list(range(1, n + 1))
+        prv = list(range(-1, n - 1))
+        heap = []
+        for i in range(n - 1):
+            if not (frozen[i] or frozen[i + 1]):
+                r = prio(syms[i] + syms[i + 1])
+                if r is not None:
+                    heap.append(r << 32 | i)
+        heapq.heapify(heap)
+        push, pop = heapq.heappush, heapq.heappop
+        while heap:
+            key = pop(heap)
+            i = key & 0xFFFFFFFF
+            left = syms[i]
+            j = nxt[i]
+            if left is None or j >= n or frozen[i] or frozen[j]:
+                continue
+            right = syms[j]
+            merged = left + right
+            if prio(merged) != key >> 32:
+                continue
+            if merged in unused:
+                halves[merged] = (left, right)
+            syms[i], syms[j] = merged, None
+            k = nxt[j]
+            nxt[i] = k
+            if k < n:
+                prv[k] = i
+                if not frozen[k] and (r := prio(merged + syms[k])) is not None:
+                    push(heap, r << 32 | i)
+            p = prv[i]
+            if p >= 0 and not frozen[p] and (r := prio(syms[p] + merged)) is not None:
+                push(heap, r << 32 | p)
         ids: list[int] = []
-        for piece in syms:
-            self._emit(piece, halves, ids)
+        i = 0
+        while i < n:
+            self._emit(syms[i], halves, ids)
+            i = nxt[i]
         return tuple(ids)
 
     def _emit(self, piece: str, halves: dict, ids: list[int]) -> None:
@@ -165,9 +214,11 @@ class SentencePieceBPE:
         """Text -> ids; ``bos``/``eos`` add <s> and </s>."""
         norm = self.normalize(text)
         if not self._by_word:
-            ids = list(self._bpe(norm)) if norm else []
+            ids = [i for part in _cut(norm) for i in self._bpe(part)]
         else:
             words = self._words.findall(norm)
+            if any(len(w) > MAX_WORD for w in words):
+                words = [part for w in words for part in _cut(w)]
             cache = self._cache
             missing = set(words).difference(cache)
             if len(cache) + len(missing) > _CACHE_LIMIT:
@@ -179,6 +230,9 @@ class SentencePieceBPE:
             if self.unk_id in ids and not self.model.byte_fallback:
                 ids = [i for k, i in enumerate(ids)  # merge <unk> runs across words too
                        if not (i == self.unk_id and k and ids[k - 1] == self.unk_id)]
+        for wanted, which in ((bos, "bos_id"), (eos, "eos_id")):
+            if wanted and getattr(self, which) < 0:
+                raise ValueError(f"{self.name}: the model has no {which[:3]} piece ({which} is -1)")
         if bos:
             ids.insert(0, self.bos_id)
         if eos:
@@ -224,6 +278,11 @@ class SentencePieceBPE:
 
     def __repr__(self) -> str:
         return f"SentencePieceBPE(name={self.name!r}, vocab_size={self.vocab_size})"
+
+
+def _cut(text: str) -> list[str]:
+    """``text`` in pieces of at most ``MAX_WORD`` characters (identical pieces share the cache)."""
+    return [text[k:k + MAX_WORD] for k in range(0, len(text), MAX_WORD)]
 
 
 def _decode_bytes_sp(data: bytes | bytearray) -> str:

@@ -51,6 +51,11 @@ class ProtoError(ValueError):
     pass
 
 
+def _file_error(msg: str):
+    from ..errors import FileFormatError
+    return FileFormatError(msg)
+
+
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
     result, shift = 0, 0
     while True:
@@ -173,4 +178,4 @@ def read_model_file(path: str | os.PathLike) -> SentencePieceModel:
     try:
         return parse_model_proto(buf)
     except ProtoError as exc:
-        raise ValueError(f"{path}: not a valid SentencePiece model: {exc}") from None
+        raise _file_error(f"{path}: not a valid SentencePiece model: {exc}") from None

@@ -14,6 +14,7 @@ import base64
 import binascii
 import os
 
+from ..errors import FileFormatError
 from .bpe import BPETokenizer
 
 __all__ = ["read_tiktoken_ranks", "load_tiktoken", "llama3_special_tokens", "LLAMA3_N_RANKS",
@@ -61,20 +62,28 @@ def read_tiktoken_ranks(path: str | os.PathLike) -> dict[bytes, int]:
         ranks[token] = rank
     if not ranks:
         raise ValueError(f"{path}: empty tiktoken file")
+    top = max(seen_ranks)
+    if top >= len(ranks):
+        raise ValueError(f"{path}: rank {top} is not below the number of tokens {len(ranks)}; "
+                         f"tiktoken ranks number the tokens 0..{len(ranks) - 1}")
     return ranks
 
 
 def load_tiktoken(path: str | os.PathLike, pattern: str | None = None,
                   special_tokens: dict[str, int] | None = None, bos: str | None = None,
-                  eos: str | None = None) -> BPETokenizer:
+                  eos: str | None = None, trust_pattern: bool = True) -> BPETokenizer:
     """A tokenizer from a tiktoken file.
 
     Llama 3's file (128,000 ranks) gets the "llama3" pattern, Meta's 256 special tokens and
     bos/eos unless told otherwise. Other files take ``pattern`` (default "gpt4", the cl100k
-    pattern) and ``special_tokens``.
+    pattern) and ``special_tokens``. (The file holds no pattern: ``pattern`` comes from the
+    caller, so ``trust_pattern`` is accepted like the other readers' and not needed.)
     """
     path = os.fspath(path)
-    ranks = read_tiktoken_ranks(path)
+    try:
+        ranks = read_tiktoken_ranks(path)
+    except ValueError as exc:
+        raise FileFormatError(str(exc)) from None
     if len(ranks) == LLAMA3_N_RANKS and pattern is None and special_tokens is None:
         pattern, special_tokens = "llama3", llama3_special_tokens()
         bos = bos or "<|begin_of_text|>"
@@ -84,7 +93,7 @@ def load_tiktoken(path: str | os.PathLike, pattern: str | None = None,
                             bos=bos, eos=eos, name=path)
     except ValueError as exc:
         msg = str(exc)
-        raise ValueError(msg if path in msg else f"{path}: {msg}") from None
+        raise FileFormatError(msg if path in msg else f"{path}: {msg}") from None
 
 
 class Llama3ChatFormat:

@@ -14,6 +14,9 @@ from ..errors import ScratchLLMError
 from .config import TrainConfig, parse_overrides, read_config_file
 from .presets import DEFAULT_PRESET, PRESETS, preset_config
 
+# the keys that set a fresh model's shape: meaningless with --init-from (the pretrained model's own)
+SHAPE_KEYS = ("arch", "n_layer", "n_head", "n_kv_head", "n_embd", "bias")
+
 
 def add_train_command(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -29,7 +32,9 @@ def add_train_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, metavar="PATH",
                    help="fine-tune a pretrained model (HF or Meta folder, llama2.c .bin, scratchllm run)")
     p.add_argument("--config", default=None, metavar="FILE", help="a .toml or .json file of config keys")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="plain log lines (step N/M | loss X | ...) instead of a progress bar; "
+                        "also the default when stderr is not a terminal")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. n_layer=6 lr=1e-3")
     p.set_defaults(func=run_train)
     return p
@@ -55,6 +60,10 @@ def resolve_config(args) -> tuple[TrainConfig, str]:
     if args.config:
         overrides.update(read_config_file(args.config))
     overrides.update(parse_overrides(args.overrides))
+    shape = [k for k in SHAPE_KEYS if k in overrides]
+    if (args.init_from or overrides.get("init_from")) and shape and saved is None:
+        raise ScratchLLMError(f"--init-from takes the architecture of the pretrained model; remove "
+                              f"{', '.join(shape)} (shape keys cannot change a pretrained model)")
     if args.max_steps is not None:
         overrides["max_steps"] = args.max_steps
     if args.data:
@@ -70,5 +79,5 @@ def resolve_config(args) -> tuple[TrainConfig, str]:
 def run_train(args) -> int:
     from .trainer import train
     cfg, out = resolve_config(args)
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress)
+    result = train(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     return 130 if result.stop_reason == "interrupted" else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -98,11 +99,30 @@ class TrainConfig:
                  f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
         need(0.0 < self.val_fraction < 1.0, f"val_fraction must be between 0 and 1, got {self.val_fraction}")
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        for key in ("dropout", "val_fraction", "lr", "min_lr", "max_minutes", "weight_decay", "beta1", "beta2",
+                    "grad_clip", "temperature"):
+            need(math.isfinite(getattr(self, key)), f"{key} must be a finite number, got {getattr(self, key)}")
         need(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0, got {self.lr}, {self.min_lr}")
-        need(self.warmup_steps >= 0 and self.max_minutes >= 0 and self.grad_clip >= 0 and self.sample_tokens >= 0,
-             "warmup_steps, max_minutes, grad_clip and sample_tokens must be >= 0")
+        need(self.min_lr <= self.lr, f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        for key in ("warmup_steps", "max_minutes", "grad_clip", "sample_tokens", "weight_decay", "temperature",
+                    "seed"):
+            need(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("beta1", "beta2"):
+            need(0.0 <= getattr(self, key) < 1.0, f"{key} must be in [0, 1), got {getattr(self, key)}")
+        need(self.top_k is None or self.top_k >= 1, f"top_k must be at least 1 (or none), got {self.top_k}")
+        need(self.tokenizer != "bpe" or self.bpe_vocab_size >= 256,
+             f"bpe_vocab_size must be at least 256 (the byte tokens), got {self.bpe_vocab_size}")
         need(self.tokenizer is not None or self.init_from is not None,
              "tokenizer=None (the model's own) needs init_from")
+
+    def warmup(self) -> int:
+        """The warmup the schedule uses: ``warmup_steps``, or a tenth of ``max_steps`` when the run is
+        shorter than two warmups (a 30-step run with ``warmup_steps=100`` would never leave it).
+
+        >>> TrainConfig(max_steps=30, warmup_steps=100).warmup(), TrainConfig(max_steps=300).warmup()
+        (3, 100)
+        """
+        return self.warmup_steps if self.max_steps >= 2 * self.warmup_steps else self.max_steps // 10
 
 
 def _coerce(value, hint, key: str, source: str):

@@ -8,7 +8,10 @@ import hashlib
 from pathlib import Path
 
 from ..data import TokenFile, check_split_lengths, corpus_files, read_corpus, read_meta, write_token_files
+from ..data.dataset import check_token_files
 from ..errors import ScratchLLMError
+from .checkpoint import write_errors
+from .killpoints import kill_point
 from .tokenizer_files import choose_tokenizer
 
 DATA_DIR = "data"
@@ -47,20 +50,22 @@ def tokenize_corpus(cfg, model=None, log=print, tok=None):
 
 def write_run_data(run_dir, ids, meta: dict, val_fraction: float, log=print) -> dict:
     """Write ``<run>/data/{train,val}.bin`` and ``meta.json``."""
-    meta = write_token_files(ids, Path(run_dir) / DATA_DIR, meta["vocab_size"], val_fraction,
-                             extra_meta={k: v for k, v in meta.items() if k != "vocab_size"})
+    with write_errors(Path(run_dir) / DATA_DIR):
+        meta = write_token_files(ids, Path(run_dir) / DATA_DIR, meta["vocab_size"], val_fraction,
+                                 extra_meta={k: v for k, v in meta.items() if k != "vocab_size"})
+    kill_point("data.file")
     log(f"{meta['train_tokens']:,} training and {meta['val_tokens']:,} validation tokens, "
         f"vocabulary {meta['vocab_size']}")
     return meta
 
 
 def open_token_files(run_dir):
-    """The memory-mapped ``(train, val)`` id files of a run, or None when they are not (all) there."""
+    """The memory-mapped ``(train, val)`` id files of a run, or None when the set is not there
+    (no ``meta.json``: never written, or cut short before its last file). Files that do not
+    match their ``meta.json`` (size, checksum) raise ``ScratchLLMError``."""
     folder = Path(run_dir) / DATA_DIR
     meta = read_meta(folder)
     if meta is None:
         return None
-    try:
-        return TokenFile(folder / "train.bin", meta["dtype"]), TokenFile(folder / "val.bin", meta["dtype"])
-    except (ScratchLLMError, KeyError, TypeError):
-        return None
+    check_token_files(folder, meta)
+    return TokenFile(folder / "train.bin", meta["dtype"]), TokenFile(folder / "val.bin", meta["dtype"])

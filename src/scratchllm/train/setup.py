@@ -35,10 +35,17 @@ def check_run_folder(cfg: TrainConfig, run_dir, resume: bool):
     if saved is None:
         if resume:
             raise ScratchLLMError(f"nothing to resume: {run_dir} holds no training run")
-        if run_dir.is_dir() and any(run_dir.iterdir()):
+        if run_dir.is_dir() and any(not _ours(f) for f in run_dir.iterdir()):
             raise ScratchLLMError(f"output folder {run_dir} is not empty and holds no scratchllm run; "
                                   f"choose a new folder with --out")
         return None
+    if ckpt is None and resume:
+        raise ScratchLLMError(f"nothing to resume: {run_dir} holds no checkpoint "
+                              f"({run_dir / 'latest' / STATE} not found); run the same command "
+                              f"without --resume to start the run from step 0")
+    if ckpt is None and (find_checkpoint(run_dir, "best") is not None or (run_dir / "best").exists()):
+        raise ScratchLLMError(f"{run_dir} holds best/ but no latest/ checkpoint to continue from; "
+                              f"choose another --out (nothing was overwritten)")
     diff = identity_diff(saved, cfg)
     if diff:
         what = "resume it as" if resume else "start"
@@ -51,6 +58,12 @@ def check_run_folder(cfg: TrainConfig, run_dir, resume: bool):
             raise ScratchLLMError(f"output folder {run_dir} already holds a run with other settings "
                                   f"({', '.join(changed)}); continue it with --resume or choose another --out")
     return ckpt
+
+
+def _ours(path: Path) -> bool:
+    """The lock file and a crashed write's temporary files (of a run killed before its config)."""
+    from .lock import LOCK_NAME
+    return path.is_file() and (path.name == LOCK_NAME or (path.name.startswith(".") and path.name.endswith(".tmp")))
 
 
 def check_checkpoint_matches(ckpt, cfg: TrainConfig) -> None:

@@ -28,11 +28,14 @@ from pathlib import Path
 from ..autograd.random import Generator, default_generator
 from ..errors import ScratchLLMError
 from ..kernels import name as kernels_name
-from .checkpoint import (OPTIMIZER, STATE, STATE_FORMAT, TRAIN_CONFIG, load_optimizer_state, mirror_files,
-                         read_json, save_optimizer, write_folder_atomically, write_json)
+from .checkpoint import (OPTIMIZER, STATE, STATE_FORMAT, TRAIN_CONFIG, check_state, load_optimizer_state,
+                         mirror_files, read_json, save_optimizer, write_errors, write_folder_atomically, write_json)
 from .config import TrainConfig
 from .data_setup import open_token_files, tokenize_corpus, write_run_data
-from .metrics import MetricsLog, plot_losses
+from .killpoints import kill_point
+from .lock import RunLock
+from .metrics import MetricsLog, log_line, plot_losses
+from .recovery import RUN_FOLDER_SKIP, clean_leftovers, repair_best
 from .setup import (build_fresh_model, check_block_size, check_checkpoint_matches, check_run_folder,
                     load_model_checked, make_optimizer)
 from .tokenizer_files import load_run_tokenizer
@@ -73,25 +76,55 @@ class _StopFlag:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, out_dir, resume: bool = False, progress: bool = True, log=None):
+    """One run in one folder. ``progress``: True draws a progress bar on stderr, False prints
+    plain log lines (``step N/M | loss X | ...``) through ``log``, None picks the bar when stderr
+    is a terminal. The folder is locked from the first write to the end of ``run()``."""
+
+    # Seams for data-parallel training (MPI): ``is_writer`` is False on every rank but 0, and
+    # ``_sync_gradients`` / ``_mean_over_ranks`` are where gradients and eval losses are reduced.
+    is_writer = True
+
+    def __init__(self, cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None = True, log=None):
         self.t0 = time.perf_counter()
         self.cfg, self.out = cfg, Path(out_dir)
         self.progress = progress
         self.log = log or (lambda msg: print(msg, flush=True))
-        ckpt = check_run_folder(cfg, self.out, resume)
+        self.lock = RunLock(self.out)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
-        if ckpt is not None:
-            self._resume(ckpt)
-        else:
-            if (self.out / TRAIN_CONFIG).is_file():
-                self.log(f"{self.out} holds no checkpoint of this run yet: starting it from step 0")
-            self._fresh()
+        self.best_step = None
+        ckpt = check_run_folder(cfg, self.out, resume)
+        try:
+            if self.out.is_dir():
+                ckpt = self._claim_folder(resume)
+            if ckpt is not None:
+                self._resume(ckpt)
+            else:
+                if (self.out / TRAIN_CONFIG).is_file():
+                    self.log(f"{self.out} holds no checkpoint of this run yet: starting it from step 0")
+                self._fresh(resume)
+        except BaseException:
+            self.lock.release()
+            raise
         self.train_ids, self.val_ids = self.data
         self._last_saved = self.step if self.step > 0 else None
         self.params = [p for _, p in self.model.named_parameters() if p.requires_grad]
+        if cfg.warmup() != cfg.warmup_steps:
+            self.log(f"warning: max_steps ({cfg.max_steps}) is less than 2 x warmup_steps ({cfg.warmup_steps}); "
+                     f"the warmup is scaled to {cfg.warmup()} steps (a tenth of max_steps)")
+
+    def _claim_folder(self, resume: bool):
+        """Lock the run folder, tidy what a crash left, and look again (under the lock) at what it holds."""
+        with write_errors(self.out):
+            self.lock.acquire()
+        clean_leftovers(self.out)
+        return check_run_folder(self.cfg, self.out, resume)
+
+    def close(self) -> None:
+        """Release the run folder (``run()`` does this when it ends)."""
+        self.lock.release()
 
     # ---------------------------------------------------------------- setup
-    def _fresh(self):
+    def _fresh(self, resume: bool = False):
         cfg = self.cfg
         model = None
         if cfg.init_from:
@@ -101,17 +134,22 @@ class Trainer:
                      f"{model.num_parameters():,} parameters)")
         self.tokenizer, ids, meta = tokenize_corpus(cfg, model=model, log=self.log)
         # the input is good: now claim the folder for this run
-        self.out.mkdir(parents=True, exist_ok=True)
+        if not self.lock.held:
+            with write_errors(self.out):
+                self.out.mkdir(parents=True, exist_ok=True)
+            if self._claim_folder(resume) is not None:
+                raise ScratchLLMError(f"another process started a run in {self.out} meanwhile; choose another --out")
         write_json(self.out / TRAIN_CONFIG, cfg.to_dict())
-        self.metrics.path.unlink(missing_ok=True)                 # of a run that died before its first checkpoint
+        for stale in (self.metrics.path, self.out / "loss.png"):  # of a run that died before its first checkpoint
+            stale.unlink(missing_ok=True)
         write_run_data(self.out, ids, meta, cfg.val_fraction, log=self.log)
         if model is None:
             model = build_fresh_model(cfg, self.tokenizer.vocab_size)
             self.log(f"model: {cfg.arch}, {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
                      f"{model.num_parameters():,} parameters")
         self.model = model
-        self.log("kernels: " + ("numba (scratchllm[fast])" if kernels_name() == "numba" else
-                                "NumPy alone (pip install \"scratchllm[fast]\" for the compiled ones)"))
+        self.log("kernels: " + ("numba (compiled)" if kernels_name() == "numba" else
+                                "NumPy alone (numba not installed, or SCRATCHLLM_KERNELS=numpy)"))
         self.optimizer = make_optimizer(model, cfg)
         self.data_gen = Generator(cfg.seed)
         default_generator().manual_seed(cfg.seed + 2)              # dropout and anything else
@@ -121,9 +159,7 @@ class Trainer:
     def _resume(self, ckpt):
         cfg = self.cfg
         check_checkpoint_matches(ckpt, cfg)
-        state = read_json(ckpt / STATE, "trainer state")
-        if state.get("format") != STATE_FORMAT:
-            raise ScratchLLMError(f"{ckpt / STATE}: not a scratchllm trainer state")
+        state = check_state(read_json(ckpt / STATE, "trainer state"), ckpt / STATE)
         self.model = load_model_checked(ckpt, "checkpoint")
         self.tokenizer = load_run_tokenizer(ckpt)
         self.optimizer = make_optimizer(self.model, cfg)
@@ -139,8 +175,14 @@ class Trainer:
         default_generator().set_state(state["rng"]["default"])
         self.step, self.best_val = int(state["step"]), state["best_val_loss"]
         self.last_val, self.elapsed_base = state["last_val_loss"], float(state["elapsed_s"])
+        self.best_step = state.get("best_step")
         write_json(self.out / TRAIN_CONFIG, cfg.to_dict())
+        # what a crash may have left behind the checkpoint: log rows past it, best/, the plot
         self.metrics.truncate_after(self.step)
+        repair_best(self.out, state, self.log)
+        if self.last_val is not None:
+            self._plot()
+            kill_point("repair")
         self.data = open_token_files(self.out)
         if self.data is None:                                      # id files deleted: make them again
             model = self.model if cfg.init_from else None
@@ -157,7 +199,7 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         from ..optim.schedules import warmup_cosine
         c = self.cfg
-        return warmup_cosine(step, c.lr, c.warmup_steps, c.max_steps, c.min_lr)
+        return warmup_cosine(step, c.lr, c.warmup(), c.max_steps, c.min_lr)
 
     def train_step(self) -> float:
         """One optimizer step; returns the mean training loss of its micro-batches."""
@@ -174,6 +216,7 @@ class Trainer:
                 self._non_finite(f"the training loss is {value}")
             (loss if c.grad_accum_steps == 1 else loss * (1.0 / c.grad_accum_steps)).backward()
             total += value
+        self._sync_gradients()
         if c.grad_clip > 0:
             norm = clip_grad_norm_(self.params, c.grad_clip)
             if not math.isfinite(norm):
@@ -181,7 +224,15 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.step += 1
+        kill_point("step")
         return total / c.grad_accum_steps
+
+    def _sync_gradients(self) -> None:
+        """Seam for data-parallel training: average the gradients over the ranks (one process: nothing)."""
+
+    def _mean_over_ranks(self, value: float) -> float:
+        """Seam for data-parallel training: a loss averaged over the ranks (one process: itself)."""
+        return value
 
     def _non_finite(self, what: str):
         kept = (f"the last good checkpoint (step {self._last_saved}) is kept in {self.out / 'latest'}"
@@ -201,25 +252,31 @@ class Trainer:
                 x, y = self.val_ids.batch(c.batch_size, c.block_size, gen)
                 losses.append(float(self.model(x, y)[1].item()))
         self.model.train()
-        return sum(losses) / len(losses)
+        return self._mean_over_ranks(sum(losses) / len(losses))
 
     def save_checkpoint(self, is_best: bool) -> None:
+        """``latest/``; then, when ``is_best``, ``best/`` and the run folder's model (that order: see
+        recovery.py). The metrics rows up to this step are on disk before it."""
+        if not self.is_writer:
+            return
         state = {"format": STATE_FORMAT, "version": 1, "step": self.step, "best_val_loss": self.best_val,
-                 "last_val_loss": self.last_val, "elapsed_s": self.elapsed(),
+                 "best_step": self.best_step, "last_val_loss": self.last_val, "elapsed_s": self.elapsed(),
                  "rng": {"data": self.data_gen.get_state(), "default": default_generator().get_state()}}
 
         def write(folder):
-            self.model.save_pretrained(str(folder), format="scratchllm")
-            self.tokenizer.save(folder)
-            save_optimizer(self.optimizer, folder / OPTIMIZER)
-            write_json(folder / TRAIN_CONFIG, self.cfg.to_dict())
-            write_json(folder / STATE, state)
+            for write_one in (lambda: self.model.save_pretrained(str(folder), format="scratchllm"),
+                              lambda: self.tokenizer.save(folder),
+                              lambda: save_optimizer(self.optimizer, folder / OPTIMIZER),
+                              lambda: write_json(folder / TRAIN_CONFIG, self.cfg.to_dict()),
+                              lambda: write_json(folder / STATE, state)):
+                write_one()
+                kill_point("ckpt.latest.file")
 
         write_folder_atomically(self.out / "latest", write)
         if is_best:
             write_folder_atomically(self.out / "best", lambda folder: mirror_files(
                 self.out / "latest", folder, skip=()))
-            mirror_files(self.out / "best", self.out)
+            mirror_files(self.out / "best", self.out, skip=RUN_FOLDER_SKIP)
         self._last_saved = self.step
 
     def sample(self) -> str:
@@ -236,12 +293,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- the loop
     def run(self, stop_at_step: int | None = None) -> TrainResult:
-        from tqdm.auto import tqdm
+        """Train to ``max_steps`` (or the time budget, Ctrl-C, ``stop_at_step``); then release the folder."""
+        try:
+            return self._run(stop_at_step)
+        finally:
+            self.close()
+
+    def _run(self, stop_at_step):
         c, flag = self.cfg, _StopFlag()
         tokens_per_step = c.batch_size * c.block_size * c.grad_accum_steps
+        finished = self.step >= c.max_steps
         reason = "max_steps"
-        bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress, unit="step",
-                   dynamic_ncols=True, file=sys.stderr, smoothing=0.1)
+        bar = self._progress_bar()
         window_t, window_steps, loss = time.perf_counter(), 0, float("nan")
         self.model.train()
         with flag.installed():
@@ -258,28 +321,28 @@ class Trainer:
                 lr = self.lr_at(self.step)
                 loss = self.train_step()
                 window_steps += 1
-                bar.update(1)
+                if bar is not None:
+                    bar.update(1)
                 is_eval = self.step % c.eval_interval == 0 or self.step == c.max_steps
                 if self.step % c.log_interval == 0 or is_eval:
                     now = time.perf_counter()
                     tps = window_steps * tokens_per_step / max(now - window_t, 1e-9)
                     row = {"step": self.step, "loss": round(loss, 6), "lr": lr,
                            "elapsed_s": round(self.elapsed(), 3), "tokens_per_s": round(tps, 1)}
-                    if is_eval:
-                        row["val_loss"] = round(self._eval_and_save(), 6)
-                    self.metrics.append(row)
-                    bar.set_postfix_str(self._postfix(loss, tps), refresh=False)
+                    self._log_row(row, is_eval, bar)
                     window_t, window_steps = time.perf_counter(), 0
-        bar.close()
+        if bar is not None:
+            bar.close()
         if reason == "max_minutes" and self.step > 0 and self._last_saved != self.step:
-            val = self._eval_and_save()
-            self.metrics.append({"step": self.step, "loss": round(loss, 6), "lr": self.lr_at(self.step - 1),
-                                 "elapsed_s": round(self.elapsed(), 3), "val_loss": round(val, 6)})
+            self._log_row({"step": self.step, "loss": round(loss, 6), "lr": self.lr_at(self.step - 1),
+                           "elapsed_s": round(self.elapsed(), 3)}, True, None)
             self.log(f"time budget of {c.max_minutes} minutes reached at step {self.step}")
         elif reason in ("interrupted", "stop_at_step") and self._last_saved != self.step:
             self.save_checkpoint(is_best=False)
         if reason == "interrupted":
             self.log(f"interrupted: step {self.step} saved in {self.out / 'latest'}; continue with --resume")
+        if finished:
+            self.log(f"run finished at step {self.step}; raise --max-steps to continue")
         text = None
         if reason in ("max_steps", "max_minutes") and c.sample_tokens > 0:
             text = self.sample()
@@ -289,18 +352,41 @@ class Trainer:
                      f"(try: scratchllm generate --model {self.out})")
         return TrainResult(self.step, self.best_val, self.last_val, self.elapsed(), reason, text, self.out)
 
-    def _eval_and_save(self) -> float:
+    def _progress_bar(self):
+        """A tqdm bar on stderr, or None: plain log lines instead (no terminal, or ``progress=False``)."""
+        show = self.progress if self.progress is not None else sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+        return tqdm(total=self.cfg.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                    file=sys.stderr, smoothing=0.1)
+
+    def _log_row(self, row: dict, is_eval: bool, bar) -> None:
+        """Log one step: at an evaluation, evaluate and checkpoint (the row first, see checkpoint.py)."""
+        if is_eval:
+            row["val_loss"] = round(self._evaluate_checked(), 6)
+        if self.is_writer:
+            self.metrics.append(row, sync=is_eval)
+        if is_eval:
+            self.save_checkpoint(self.best_step == self.step)
+            self._plot()
+        if bar is not None:
+            bar.set_postfix_str(self._postfix(row["loss"], row.get("tokens_per_s", 0.0)), refresh=False)
+        else:
+            self.log(log_line(row, self.cfg.max_steps))
+
+    def _evaluate_checked(self) -> float:
         val = self.evaluate()
         if not math.isfinite(val):
             self._non_finite(f"the validation loss is {val}")
         self.last_val = val
-        is_best = self.best_val is None or val < self.best_val
-        if is_best:
-            self.best_val = val
-        self.save_checkpoint(is_best)
-        plot_losses(self.metrics.read() + [{"step": self.step, "val_loss": val}], self.out / "loss.png",
-                    title=f"{self.cfg.preset or 'run'}: {self.out.name}")
+        if self.best_val is None or val < self.best_val:
+            self.best_val, self.best_step = val, self.step
         return val
+
+    def _plot(self) -> None:
+        if self.is_writer:
+            plot_losses(self.metrics.read(), self.out / "loss.png", title=f"{self.cfg.preset or 'run'}: {self.out.name}")
 
     def _postfix(self, loss: float, tps: float) -> str:
         val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
@@ -308,20 +394,14 @@ class Trainer:
 
 
 def sliding_generate(model, prompt, n_new: int, temperature: float, top_k, seed: int) -> list[int]:
-    """``prompt + n_new`` token ids, generating past the model's context the way nanoGPT does:
-    each chunk sees (at most) the last half-context of tokens."""
+    """``prompt + n_new`` token ids (the prompt cropped to the model's context) from ``model.generate``,
+    whose past-the-context policy (nanoGPT's crop, models/generate.py) is the one policy."""
     from ..backend import xp
     from .setup import context_length
-    n_ctx = context_length(model)
-    ids, k = list(prompt)[-n_ctx:], 0
-    while n_new > 0:
-        ctx = ids[-max(1, n_ctx // 2):] if len(ids) >= n_ctx else ids
-        n = min(n_new, n_ctx - len(ctx))
-        out = model.generate(xp.asarray([ctx], dtype=xp.int64), max_new_tokens=n, temperature=temperature,
-                             top_k=top_k, seed=seed + k)
-        ids += out[0, len(ctx):].tolist()
-        n_new, k = n_new - n, k + 1
-    return ids
+    ids = list(prompt)[-context_length(model):]
+    out = model.generate(xp.asarray([ids], dtype=xp.int64), max_new_tokens=n_new, temperature=temperature,
+                         top_k=top_k, seed=seed)
+    return out[0].tolist()
 
 
 def train(cfg: TrainConfig, out_dir, resume: bool = False, stop_at_step: int | None = None,

@@ -183,9 +183,15 @@ def abs(a):
     return make_result(xp.abs(a.data), (a,), lambda g: (g * xp.sign(a.data),), "abs")
 
 
+def silu_forward(x):
+    """x * sigmoid(x) on an array -> (y, s): s = sigmoid(x) is what the backward needs."""
+    s = _sigmoid(x)
+    return x * s, s
+
+
 def silu(a):
-    s = _sigmoid(a.data)
-    return make_result(a.data * s, (a,), lambda g: (g * (s * (1 + a.data * (1 - s))),), "silu")
+    y, s = silu_forward(a.data)
+    return make_result(y, (a,), lambda g: (g * (s * (1 + a.data * (1 - s))),), "silu")
 
 
 # Cephes' rational approximations (S. Moshier, public domain), accurate to ~1e-16:
@@ -228,6 +234,7 @@ def erf(x):
     with xp.errstate(under="ignore"):
         erfc = xp.exp(-z) * xp.where(ax < 8.0, mid, far)
     out = xp.where(ax <= 1.0, small, xp.sign(x64) * (1.0 - erfc))
+    out = xp.where(xp.isinf(x64), xp.sign(x64), out)       # erf(+-inf) = +-1 (the ratios above are inf/inf)
     return out.astype(xp.result_type(x), copy=False)
 
 

@@ -132,10 +132,34 @@ def max_min(a, dim, keepdim, which):
 
 
 # -------------------------------------------------------- fused softmaxes
+def row_sums(a2d, scale: float = 1.0):
+    """(N,) ``scale`` times the row sums of a 2-D array, as one matrix-vector product (a few
+    times faster than ``a2d.sum(axis=1)`` for rows of a few hundred elements)."""
+    return a2d @ xp.full(a2d.shape[1], scale, dtype=a2d.dtype)
+
+
+def softmax_(s, axis: int = -1, shift: bool = True):
+    """The softmax, in place over ``axis``: s <- exp(s - max s) / sum exp(s - max s); returns s.
+
+    Every softmax in scratchllm is this one (plus the optional compiled loop for attention).
+    ``shift=False`` skips the max (softmax is shift-invariant; only for scores known to be small).
+    """
+    if shift:
+        s -= s.max(axis=axis, keepdims=True)
+    xp.exp(s, out=s)
+    if s.ndim and axis in (-1, s.ndim - 1) and s.flags.c_contiguous and s.shape[-1]:
+        total = row_sums(s.reshape(-1, s.shape[-1])).reshape(s.shape[:-1] + (1,))
+        xp.reciprocal(total, out=total)
+        s *= total
+    else:
+        s /= s.sum(axis=axis, keepdims=True)
+    return s
+
+
 def softmax_forward(x, dim):
-    e = xp.exp(x - x.max(axis=dim, keepdims=True))
-    e /= e.sum(axis=dim, keepdims=True)
-    return e
+    if x.size == 0:                      # an empty array (e.g. dim of size 0): empty, as torch
+        return xp.array(x, copy=True)
+    return softmax_(xp.array(x, copy=True), dim)
 
 
 def softmax_backward(g, y, dim):
@@ -149,6 +173,8 @@ def softmax(a, dim=-1):
 
 
 def log_softmax_forward(x, dim):
+    if x.size == 0:                      # an empty array (e.g. dim of size 0): empty, as torch
+        return xp.array(x, copy=True)
     shifted = x - x.max(axis=dim, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 

@@ -8,8 +8,7 @@ from .embedding import embedding
 from .activations import softmax, log_softmax, relu, silu, sigmoid, tanh, gelu
 from .normalization import layer_norm, rms_norm
 from .dropout import dropout
-from .attention import scaled_dot_product_attention
-from .packed_attention import qkv_attention
+from .attention import scaled_dot_product_attention, qkv_attention
 from .rope import rope_cache, apply_rope, sinusoidal_positions
 from .loss import cross_entropy, mse_loss, binary_cross_entropy_with_logits
 

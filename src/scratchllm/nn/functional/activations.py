@@ -13,7 +13,7 @@ from ...autograd import ops
 from ...autograd.tensor import make_result
 from ...backend import xp
 from ...kernels import kernels
-from ._threads import chunk_edges, pooled, run_chunks
+from ...parallel import chunk_edges, pooled, run_chunks
 from ._util import as_float_tensor
 
 _C = math.sqrt(2.0 / math.pi)
@@ -45,20 +45,15 @@ def tanh(x):
     return ops.tanh(as_float_tensor(x))
 
 
-def _gelu_tanh(a):
-    """Fused tanh-GELU; saves x and s = (1 + t) / 2 (t = tanh(u)) for a 9-pass backward:
-
-        y = x s,   dy/dx = s + s (1 - s) x (2C + 6CK x^2)     (1 - t^2 = 4 s (1 - s))
+def gelu_tanh_forward(x):
+    """GPT-2's GELU on an array -> (y, saved): y = x s, s = (1 + tanh u) / 2, u = C (x + K x^3).
 
     s is computed as the sigmoid 1 / (1 + exp(-2u)), the same number: from tanh, a tiny s (x
     below about -3) would carry tanh's absolute error, which the two nearly cancelling terms of
     dy/dx amplify (float32, x = -4.19: 0.3% off in the gradient; torch float32 0.17%).
-
-    Large arrays are cut into contiguous ranges for the thread pool (NumPy releases the GIL). With
-    numba, float32 runs one compiled loop each way (``kernels``): s as the sigmoid 1 / (1 + e),
-    e = exp(-2u) (the same number), and the array saved is e instead of s.
+    Large arrays are cut into ranges for the thread pool; with numba, float32 runs one compiled
+    loop (which saves e = exp(-2u) instead of s). The op below and the decoder both call this.
     """
-    x = a.data
     xf = x.reshape(-1) if x.flags.c_contiguous else xp.ascontiguousarray(x).reshape(-1)  # (a 0-d x stays 0-d)
     k = kernels() if x.dtype == xp.float32 else None
     s, out = xp.empty_like(xf), xp.empty_like(xf)        # s saved for backward (e, with the kernels)
@@ -79,6 +74,16 @@ def _gelu_tanh(a):
         xp.multiply(xi, si, out=out[i:j])
 
     run_chunks(forward_range, chunk_edges(xf.size, pooled(xf.size)))
+    return out.reshape(x.shape), (xf, s, k)
+
+
+def _gelu_tanh(a):
+    """Fused tanh-GELU; saves x and s for a 9-pass backward:
+
+        y = x s,   dy/dx = s + s (1 - s) x (2C + 6CK x^2)     (1 - t^2 = 4 s (1 - s))
+    """
+    x = a.data
+    out, (xf, s, k) = gelu_tanh_forward(x)
 
     def backward(g):
         gf = g.reshape(-1) if g.flags.c_contiguous else xp.ascontiguousarray(g).reshape(-1)
@@ -103,7 +108,7 @@ def _gelu_tanh(a):
         run_chunks(backward_range, chunk_edges(xf.size, pooled(xf.size)))
         return (d.reshape(x.shape),)
 
-    return make_result(out.reshape(x.shape), (a,), backward, "gelu")
+    return make_result(out, (a,), backward, "gelu")
 
 
 def gelu(x, approximate: str = "none"):

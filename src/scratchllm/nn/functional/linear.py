@@ -10,11 +10,11 @@ x (B, T, in) with W (out, in) costs exactly three matrix products:
 
 On big inputs the forward product is cut into row chunks for the thread pool (each adds the
 bias to its rows), and backward puts the row chunks of dx, dW and db in one job queue
-(``_threads.matmul`` / ``matmuls``).
+(``scratchllm.parallel.matmul`` / ``matmuls``).
 """
 from ...autograd.tensor import make_result
 from ...backend import xp
-from ._threads import matmul, matmuls
+from ...parallel import matmul, matmuls
 from ._util import as_tensor, as_float_tensor
 
 

@@ -9,6 +9,7 @@ Rows whose target is ``ignore_index`` count zero and are left out of the mean. T
 forward keeps the unnormalised exp(x - max) and its row sums; the backward is one
 pass over (N, C) plus a scatter into the N target entries (no one-hot is built).
 """
+from ...autograd.ops.reduce import softmax_
 from ...autograd.tensor import Tensor, make_result
 from ...backend import xp
 from ._util import as_float_tensor
@@ -19,6 +20,17 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _check_reduction(reduction, who):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{who}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def cross_entropy_reference(logits, targets):
+    """Plain mean cross-entropy of logits (N, C) against targets (N,) (llm.c's
+    crossentropy_forward / crossentropy_softmax_backward) -> (loss, dlogits of the mean)."""
+    N = logits.shape[0]
+    p = softmax_(xp.array(logits, copy=True))                # (N, C) probabilities
+    loss = -xp.log(p[xp.arange(N), targets]).mean()
+    dlogits = p
+    dlogits[xp.arange(N), targets] -= 1.0                    # p - onehot(y)
+    return loss, dlogits / N
 
 
 def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "mean",

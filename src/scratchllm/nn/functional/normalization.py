@@ -10,13 +10,17 @@ Both normalise over the trailing ``normalized_shape`` dims, viewed as rows (N, D
 The forward saves only xhat (N, D) and rstd (N, 1); the sums over N for dw and db
 are single reductions. With numba installed, forward and backward are each one compiled
 loop per row range instead (``scratchllm.kernels``); the NumPy code stays the fallback.
+
+``norm_forward`` / ``norm_backward`` are that fast path on plain arrays (row ranges on the pool,
+optional kernels); the raw-array decoder calls ``norm_forward`` too. ``norm_reference`` is the
+same math in one screen with no tricks, tested equal to both.
 """
 import math
 
 from ...autograd.tensor import make_result
 from ...backend import xp
 from ...kernels import kernels
-from ._threads import chunk_edges, pooled, run_chunks
+from ...parallel import chunk_edges, pooled, run_chunks
 from ._util import as_float_tensor, row_sums
 
 
@@ -25,6 +29,25 @@ def _rows(x, normalized_shape, who):
     if x.shape[x.ndim - len(ns):] != ns:
         raise ValueError(f"{who}: normalized_shape {ns} does not match the trailing dims of input shape {x.shape}")
     return x.reshape(-1, math.prod(ns)), ns
+
+
+def norm_reference(x, w, b, eps, center: bool = True):
+    """Plain LayerNorm (``center``) / RMSNorm over the last dim (llm.c's layernorm_forward/backward)
+    -> (y, backward(g) -> (dx, dw, db))."""
+    mean = x.mean(axis=-1, keepdims=True) if center else 0.0
+    rstd = 1.0 / xp.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat = (x - mean) * rstd
+    y = xhat * (1.0 if w is None else w) + (0.0 if b is None else b)
+
+    def backward(g):
+        dxhat = g * (1.0 if w is None else w)
+        dx = dxhat - (dxhat * xhat).mean(axis=-1, keepdims=True) * xhat
+        if center:
+            dx -= dxhat.mean(axis=-1, keepdims=True)
+        rows = tuple(range(g.ndim - 1))
+        return dx * rstd, (g * xhat).sum(axis=rows), g.sum(axis=rows)
+
+    return y, backward
 
 
 def _compiled(x2d, *others):
@@ -71,7 +94,7 @@ def _dx_into(g2d, xhat, rstd, w, center, dx):
     dx *= rstd
 
 
-def _norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
+def norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
     """(dx, dw, db) of the row normalisation over row ranges. NumPy: dx by row ranges, dw/db by
     column ranges; compiled: each row range gives its dx and its share of dw/db in one pass."""
     g2d = g.reshape(xhat.shape)
@@ -106,7 +129,7 @@ def _norm_backward(g, xhat, rstd, w, center, want_dx, want_dw, want_db):
     return dx, dw, db
 
 
-def _norm_forward(x2d, w, bv, eps, center):
+def norm_forward(x2d, w, bv, eps, center):
     """(out, xhat, rstd) of rows x2d (N, D), over row ranges that depend on the size alone (so
     results do not depend on the number of cores); ``center`` False: RMSNorm (no mean, no bias)."""
     if not x2d.flags.c_contiguous:
@@ -152,11 +175,11 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
     x2d, ns = _rows(X, normalized_shape, "layer_norm")
     w = weight.data.reshape(-1) if weight is not None else None
     bv = bias.data.reshape(-1) if bias is not None else None
-    out, xhat, rstd = _norm_forward(x2d, w, bv, eps, center=True)
+    out, xhat, rstd = norm_forward(x2d, w, bv, eps, center=True)
     parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
 
     def backward(g):
-        dx, dw, db = _norm_backward(g, xhat, rstd, w, True, x.requires_grad,
+        dx, dw, db = norm_backward(g, xhat, rstd, w, True, x.requires_grad,
                                     weight is not None and weight.requires_grad,
                                     bias is not None and bias.requires_grad)
         dx = dx.reshape(X.shape) if dx is not None else None
@@ -175,11 +198,11 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
         eps = float(xp.finfo(X.dtype).eps)
     x2d, ns = _rows(X, normalized_shape, "rms_norm")
     w = weight.data.reshape(-1) if weight is not None else None
-    out, xhat, rstd = _norm_forward(x2d, w, None, eps, center=False)
+    out, xhat, rstd = norm_forward(x2d, w, None, eps, center=False)
     parents = (x,) if weight is None else (x, weight)
 
     def backward(g):
-        dx, dw, _ = _norm_backward(g, xhat, rstd, w, False, x.requires_grad,
+        dx, dw, _ = norm_backward(g, xhat, rstd, w, False, x.requires_grad,
                                    weight is not None and weight.requires_grad, False)
         dx = dx.reshape(X.shape) if dx is not None else None
         if weight is None:

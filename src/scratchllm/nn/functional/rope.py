@@ -16,8 +16,12 @@ from ...backend import xp
 from ._util import as_float_tensor
 
 
-def rope_cache(head_dim: int, max_len: int, theta: float = 10000.0, dtype=xp.float32):
+def rope_cache(head_dim: int, max_len: int, theta: float = 10000.0, dtype=xp.float32, scaling=None):
     """(cos, sin), each (max_len, head_dim // 2): angle[t, i] = t / theta^(2i / head_dim).
+
+    ``scaling``: None, or Llama 3.1's dict (``factor``, ``low_freq_factor``, ``high_freq_factor``,
+    ``original_max_position_embeddings``): long wavelengths slowed down by ``factor``, short ones
+    kept, a smooth blend between.
 
     >>> cos, sin = rope_cache(8, 16); cos.shape
     (16, 4)
@@ -25,8 +29,21 @@ def rope_cache(head_dim: int, max_len: int, theta: float = 10000.0, dtype=xp.flo
     if head_dim % 2:
         raise ValueError(f"rope_cache: head_dim must be even, got {head_dim}")
     inv_freq = 1.0 / (theta ** (xp.arange(0, head_dim, 2, dtype=xp.float64) / head_dim))  # (D/2,)
+    if scaling:
+        inv_freq = _llama31_scaled(inv_freq, scaling)
     angles = xp.outer(xp.arange(max_len, dtype=xp.float64), inv_freq)                     # (L, D/2)
     return xp.cos(angles).astype(dtype), xp.sin(angles).astype(dtype)
+
+
+def _llama31_scaled(inv_freq, s: dict):
+    """Llama 3.1's frequency scaling of RoPE's inverse frequencies (D/2,)."""
+    old, factor = s["original_max_position_embeddings"], s["factor"]
+    low_wavelen, high_wavelen = old / s["low_freq_factor"], old / s["high_freq_factor"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = xp.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)        # long waves slowed down
+    smooth = (old / wavelen - s["low_freq_factor"]) / (s["high_freq_factor"] - s["low_freq_factor"])
+    mid = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return xp.where(mid, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
 
 
 def _pairs(a, layout):
@@ -39,8 +56,9 @@ def _pairs(a, layout):
     raise ValueError(f"apply_rope: layout must be 'interleaved' or 'half', got {layout!r}")
 
 
-def _rotate(x, cos, sin, layout):
-    """New array: every pair (a, b) of x rotated by (cos, sin)."""
+def rope_rotate(x, cos, sin, layout: str = "interleaved"):
+    """Plain arrays: a new x (..., T, D) with every pair (a, b) rotated by cos, sin (T, D/2)
+    (the op below and the raw-array decoder both call this)."""
     out = xp.empty_like(x)
     a, b = _pairs(x, layout)
     oa, ob = _pairs(out, layout)
@@ -65,8 +83,8 @@ def apply_rope(x, cos, sin, layout: str = "interleaved", offset: int = 0):
         raise ValueError(f"apply_rope: positions up to {offset + T} exceed the rope table length {cos.shape[0]}")
     c = xp.asarray(cos[offset:offset + T], dtype=X.dtype)   # (T, D/2)
     s = xp.asarray(sin[offset:offset + T], dtype=X.dtype)
-    out = _rotate(X, c, s, layout)
-    return make_result(out, (x,), lambda g: (_rotate(g, c, -s, layout),), "rope")
+    out = rope_rotate(X, c, s, layout)
+    return make_result(out, (x,), lambda g: (rope_rotate(g, c, -s, layout),), "rope")
 
 
 def sinusoidal_positions(T: int, dim: int, base: float = 10000.0, dtype=xp.float32):
