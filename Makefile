@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv venv-test clean
+.PHONY: demo test venv venv-test browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,14 @@ demo: venv
 # (tests/conftest.py) and -rs prints the reason of every skip.
 ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PYTEST     := $(ONE_THREAD) SCRATCHLLM_NO_SKIP=1 $(BIN)/python -m pytest -n 2 -rs
-test: venv-test
+test: venv-test browser
 	SCRATCHLLM_KERNELS=numba $(PYTEST) tests
 	SCRATCHLLM_KERNELS=numpy $(PYTEST) tests/nn tests/optim tests/models tests/train
+
+# tests/serve drive the chat page in Debian's chromium (Playwright is pointed at /usr/bin/chromium;
+# no browser download): install it when missing (CI runs `make test` as root on Debian)
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium chromium-driver)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

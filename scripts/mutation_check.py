@@ -97,18 +97,18 @@ MUTATIONS = [
       {}, "SGD momentum ignoring dampening"),
     # ---- readers
     M("bf16-astype", "io/safetensors_file.py",
-      "arr = bf16_to_f32(arr) if float32 else arr",
-      "arr = arr.astype(xp.float32) if float32 else arr",
+      "    if dtype == \"BF16\":\n        return bf16_to_f32(arr)",
+      "    if dtype == \"BF16\":\n        return arr.astype(xp.float32)",
       ["tests/models/test_hf_half_precision.py"],
       {}, "issue 21: bf16 read as integers (the survivor)"),
     M("f16-read-as-bf16", "io/safetensors_file.py",
-      'if info["dtype"] == "BF16":',
-      'if info["dtype"] in ("BF16", "F16"):',
+      '    if dtype == "BF16":\n',
+      '    if dtype in ("BF16", "F16"):\n',
       ["tests/models/test_hf_half_precision.py"],
       {}, "issue 21: F16 tensors put through the bf16 conversion"),
     M("control-harmless-edit", "io/safetensors_file.py",
-      '"F16": xp.float16,',
-      '"F16": xp.dtype("float16"),',
+      '"F16": "float16",',
+      '"F16": "float" + "16",',
       ["tests/models/test_hf_half_precision.py"],
       {}, "control: the same dtype spelled otherwise; must SURVIVE (the harness does not kill everything)"),
     M("pth-storage-offset-ignored", "io/pth.py",
@@ -127,8 +127,8 @@ MUTATIONS = [
       ["tests/models/test_rope_scaling_midband.py"],
       {}, "issue 21: Llama 3.1's mid-band blend weights swapped"),
     M("generate-cli-no-bos", "models/cli.py",
-      "ids = _encode(tok, args.prompt, isinstance(model, Llama))",
-      "ids = _encode(tok, args.prompt, False)",
+      "ids = encode_prompt(tok, prompt, add_bos)",
+      "ids = encode_prompt(tok, prompt, False)",
       ["tests/models/test_stories260k.py"],
       {}, "issue 21: the generate command's Llama prompt without BOS (run.c adds it): other greedy text"),
     # ---- tokenizer trainer
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
     killed = sum(r[1] == "killed" for r in real)
     controls_ok = all(r[1] == "survived" for r in results if r[0].name in CONTROLS)
     print(f"\nkilled {killed} of {len(real)} mutations"
-          + ("" if controls_ok else "; a control mutation was killed (the harness is not trustworthy)"))
+          + ("" if controls_ok else "; a control mutation did not survive (a harmless edit must pass)"))
     return 0 if killed == len(real) and controls_ok else 1
 
 

@@ -19,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve.cli import add_serve_commands
     from .io.export import add_export_command
     from .finetune.cli import add_finetune_command
+    from . import __version__
 
     parser = argparse.ArgumentParser(prog="scratchllm", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"scratchllm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_command(sub)
     add_generate_command(sub)

@@ -2,17 +2,17 @@
 
 Python's ``json`` parses nested arrays by recursion, so ``[[[[...]]]]`` 100,000 deep ends in a
 ``RecursionError`` (or, with a raised recursion limit, a crash); it also accepts ``NaN`` and
-``Infinity``, and a 5,000-digit number raises a bare ``ValueError``. ``loads_json`` checks the
-nesting depth first with a linear, vectorised scan (brackets outside strings, counted),
-refuses the non-standard constants, and turns every failure into one ``ScratchLLMError``
-naming the file and what was expected::
+``Infinity``, and a 5,000-digit number raises a bare ``ValueError``. ``loads_json`` turns every
+one of these into one ``ScratchLLMError`` naming the file: nesting beyond ``MAX_DEPTH`` levels
+is refused (the parser's own recursion stops it early; with a raised recursion limit a linear,
+vectorised scan of the brackets runs first), and so are the non-standard constants::
 
     >>> loads_json('{"n_layer": 12}', "config.json")
     {'n_layer': 12}
     >>> loads_json("[" * 100 + "]" * 100, "x.json")
     Traceback (most recent call last):
     ...
-    scratchllm.errors.ScratchLLMError: x.json: JSON nested deeper than 64 levels (100); refusing to parse it
+    scratchllm.errors.ScratchLLMError: x.json: JSON nested deeper than 64 levels; refusing to use it
 
 ``read_json(path, what=..., expect=dict)`` reads a file (at most ``max_bytes``) the same way
 and checks the top-level type.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 
 from .backend import xp
 from .errors import ScratchLLMError
@@ -30,6 +31,7 @@ __all__ = ["MAX_DEPTH", "MAX_BYTES", "loads_json", "read_json", "json_depth"]
 
 MAX_DEPTH = 64
 MAX_BYTES = 1 << 30
+_SAFE_RECURSION = 20_000   # below this recursion limit json.loads stops deep nesting with a RecursionError
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,9 +83,11 @@ def loads_json(text, source: str, what: str = "JSON", max_depth: int = MAX_DEPTH
 
     ``expect``: the type the top level must have (``None``: any).
     """
-    depth = json_depth(text)
-    if depth > max_depth:
-        raise ScratchLLMError(f"{source}: JSON nested deeper than {max_depth} levels ({depth}); refusing to parse it")
+    if sys.getrecursionlimit() > _SAFE_RECURSION:    # json's C parser recurses: scan first
+        depth = json_depth(text)
+        if depth > max_depth:
+            raise ScratchLLMError(f"{source}: JSON nested deeper than {max_depth} levels ({depth}); refusing "
+                                  f"to parse it")
     if isinstance(text, (bytes, bytearray, memoryview)):
         try:
             text = bytes(text).decode("utf-8")
@@ -96,13 +100,32 @@ def loads_json(text, source: str, what: str = "JSON", max_depth: int = MAX_DEPTH
     except json.JSONDecodeError as e:
         raise ScratchLLMError(f"{_subject(source, what)} is not valid JSON ({e.msg} at line {e.lineno} "
                               f"column {e.colno})") from None
-    except (ValueError, RecursionError, OverflowError) as e:   # Infinity, 5000-digit numbers
+    except RecursionError:
+        raise ScratchLLMError(f"{source}: JSON nested deeper than {max_depth} levels; refusing to parse it") from None
+    except (ValueError, OverflowError) as e:   # Infinity, 5000-digit numbers
         raise ScratchLLMError(f"{_subject(source, what)} is not valid JSON ({str(e)[:100]})") from None
+    depth = _value_depth(value, max_depth)
+    if depth > max_depth:
+        raise ScratchLLMError(f"{source}: JSON nested deeper than {max_depth} levels; refusing to use it")
     if expect is not None and not isinstance(value, expect):
         names = " or ".join(t.__name__ for t in (expect if isinstance(expect, tuple) else (expect,)))
         kind = {"dict": "a JSON object", "list": "a JSON array"}.get(names, names)
         raise ScratchLLMError(f"{_subject(source, what)} must be {kind}, got {_json_kind(value)}")
     return value
+
+
+def _value_depth(value, limit: int) -> int:
+    """Nesting depth of parsed JSON, walked without recursion; stops once past ``limit``."""
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if deepest > limit:
+                return deepest
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v)
+                         if isinstance(x, (dict, list)))
+    return deepest
 
 
 def _subject(source: str, what: str) -> str:
@@ -118,7 +141,10 @@ def read_json(path, what: str = "JSON file", expect: type | tuple | None = dict,
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise ScratchLLMError(f"{path}: {what} is larger than {max_bytes} bytes; refusing to parse it")
+            raw = f.read() if size else f.read(max_bytes + 1)   # (read(n) would allocate n bytes first)
     except FileNotFoundError:
         raise ScratchLLMError(f"{path}: {what} not found") from None
     except IsADirectoryError:

@@ -161,10 +161,23 @@ def test_cli_runs_and_resumes(base, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["finetune", "--init-from", str(folder), "--data", str(data), "--out", str(out),
             "--lora", "--no-progress", "max_steps=2", "eval_interval=2", "batch_size=2",
-            "eval_batches=1", "sample_tokens=3"]
+            "eval_batches=1", "sample_tokens=3", "log_interval=1"]
     assert main(argv) == 0
     assert main(["finetune", "--out", str(out), "--resume", "--no-progress", "max_steps=3"]) == 0
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2, 3] and "val_loss" in rows[0]
     assert (out / "adapter" / "adapter_model.safetensors").is_file() and (out / "loss.png").is_file()
     assert "sample reply" in capsys.readouterr().err
+
+
+def test_lora_continued_pretraining_on_plain_text(base, tmp_path):
+    folder, _, _ = base
+    before = (folder / "model.safetensors").read_bytes()
+    text = tmp_path / "book.txt"
+    text.write_text("the cat sat on the mat. " * 200)
+    r = finetune(_cfg(base, data=[str(text)], lora=True, lora_r=4, lr=1e-2, max_len=32,
+                      max_steps=6, eval_interval=6), tmp_path / "cont", progress=False,
+                 log=lambda m: None)
+    assert r.best_val_loss < r.val_before
+    assert (tmp_path / "cont" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (folder / "model.safetensors").read_bytes() == before

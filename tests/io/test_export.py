@@ -199,3 +199,13 @@ def test_export_refuses_what_a_format_cannot_hold(tmp_path, capsys):
         export(tmp_path / "g", "llama2c", tmp_path / "x.bin")
     assert main(["export", "--model", MODEL, "--format", "hf", "--out", str(tmp_path / "h"), "--type", "q8_0"]) == 1
     assert "--format hf writes --type f32" in capsys.readouterr().err
+
+
+def test_generate_reads_a_gguf_file_with_its_tokenizer(tmp_path, capsys):
+    (tmp_path / "g").mkdir()
+    export(MODEL, "gguf", tmp_path / "g" / "s.gguf")
+    args = ["--prompt", "Once upon a time", "--temperature", "0", "--max-new-tokens", "30"]
+    assert main(["generate", "--model", MODEL, "--tokenizer", TOK] + args) == 0
+    want = capsys.readouterr().out
+    assert main(["generate", "--model", str(tmp_path / "g" / "s.gguf")] + args) == 0
+    assert capsys.readouterr().out == want

@@ -170,3 +170,12 @@ def test_generate_with_a_run_folder_tokenizer_and_a_105_piece_tokenizer_bin(tmp_
     rc, out, _ = _cli(["generate", "--model", str(gpt), "--tokenizer", str(run), "--prompt", "cat",
                        "--temperature", "0", "--max-new-tokens", "3"], capsys)
     assert rc == 0 and out == "cat" + chars.decode(sl.load_model(gpt).generate(chars.encode("cat"), 3, temperature=0)[0, 3:]) + "\n"
+
+
+def test_gpt2_sized_model_with_a_broken_hf_tokenizer_is_not_given_the_bundled_one(tmp_path, capsys):
+    build_model(GPTConfig(vocab_size=50257, block_size=16, n_layer=1, n_head=1, n_embd=8)).save_pretrained(tmp_path)
+    (tmp_path / "vocab.json").write_text(json.dumps({"a": 0, "b": 1}))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na c\n")
+    rc, out, err = _cli(["generate", "--model", str(tmp_path), "--prompt", "ab"], capsys)
+    assert (rc, out) == (1, "") and "no tokenizer found beside" in err
+    assert f"{tmp_path / 'vocab.json'}: model.merges[0]: 'c' (of merge 'a c') is not in the vocabulary" in err

@@ -64,7 +64,7 @@ def test_killed_client_frees_its_slot(plain_server, tmp_path):
             for v in victims:
                 os.kill(v.pid, signal.SIGKILL)                      # gone without closing anything
             texts = ["".join(c.choices[0].text for c in f.result()) for f in others]
-        h = plain_server.wait_idle(timeout=3)
+        h = plain_server.wait_idle(timeout=10)
         assert h["active"] == 0 and h["waiting"] == 0, h              # the killed streams left their slots
         assert h["rows_stepped"] - before["rows_stepped"] < 2 * 1000, h   # long before 2 x 2000 tokens
         solo = [client.completions.create(prompt=p, **args).choices[0].text

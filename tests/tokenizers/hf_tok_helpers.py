@@ -19,12 +19,18 @@ def training_lines(n_chars: int = 60_000) -> list[str]:
 
 def byte_level(kind: str):
     """kind "gpt2": ByteLevel pre-tokenizer (GPT-2's regex); "llama3": Split(Llama 3 regex) +
-    ByteLevel(use_regex=False), ignore_merges, a template putting <|begin_of_text|> first."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    ByteLevel(use_regex=False), ignore_merges, a template putting <|begin_of_text|> first;
+    "smollm": NFC normalizer, Digits(individual) + ByteLevel (SmolLM / Qwen-like)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     tok = Tokenizer(models.BPE(ignore_merges=kind == "llama3"))
     if kind == "gpt2":
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         specials = ["<|endoftext|>"]
+    elif kind == "smollm":
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     else:
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated"),
@@ -84,5 +90,6 @@ def sentencepiece_style(kind: str):
 
 
 BUILDERS = {"gpt2": lambda: byte_level("gpt2"), "llama3": lambda: byte_level("llama3"),
+            "smollm": lambda: byte_level("smollm"),
             "sp-prepend": lambda: sentencepiece_style("prepend"),
             "sp-metaspace": lambda: sentencepiece_style("metaspace")}

@@ -14,7 +14,7 @@ from tok_helpers import CORPUS, unicode_text
 
 KINDS = list(BUILDERS)
 EDGE = ["", " ", "  leading spaces", "trailing  ", "Hello  world\n\n  x", "\t\ttabs\r\n", "日本語の text 👍🏽",
-        "<s>hi</s> <s>", "a<|eot_id|>b<|end_of_text|>c<|endoftext|>", "<|begin_of_text|> x", "1234567 89",
+        "<s>hi</s> <s>", "a<|eot_id|>b<|end_of_text|>c<|endoftext|>", "<|begin_of_text|> x", "1234567 89 ١٢٣ 一二",
         "\u00a0 x\u3000y\u2028z", "it's THEY'LL 'Re", "é e\u0301 ß İ ſ K", "\x00\x1c\u200b\ufeff", "▁▁x ▁", "<0x41>"]
 
 
@@ -27,7 +27,7 @@ def pairs(tmp_path_factory):
         folder = tmp_path_factory.mktemp(kind)
         hf.save(str(folder / "tokenizer.json"))
         bos, eos = ("<|begin_of_text|>", "<|eot_id|>") if kind == "llama3" else \
-                   ("<|endoftext|>", "<|endoftext|>") if kind == "gpt2" else ("<s>", "</s>")
+                   ("<|endoftext|>", "<|endoftext|>") if kind in ("gpt2", "smollm") else ("<s>", "</s>")
         config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": bos, "eos_token": eos,
                   "chat_template": CHAT_TEMPLATE}
         (folder / "tokenizer_config.json").write_text(json.dumps(config))
@@ -168,3 +168,16 @@ def test_chat_template_forms(pairs, tmp_path):
     (tmp_path / "chat_template.jinja").write_text("J")
     tok = load_tokenizer(tmp_path)
     assert tok.chat_template == "J" and (tok.bos_id, tok.eos_id) == (1, 2)   # the template, </s>
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_added_tokens_flags_equal_hf(pairs, kind):
+    """Non-special added tokens (matched in the normalized text), single_word, lstrip/rstrip."""
+    from tokenizers import AddedToken, Tokenizer
+    hf = Tokenizer.from_str(pairs[kind][0].to_str())
+    hf.add_tokens(["friend", "my fr", AddedToken("world", single_word=True)])
+    hf.add_special_tokens([AddedToken("<mask>", lstrip=True, rstrip=True), AddedToken("<|x|>", single_word=True)])
+    ours = HFTokenizer(json.loads(hf.to_str()), kind)
+    for text in ("hello world, my friend <mask> here  <mask>x and <|x|>  yo", "friendly friend", " <mask>",
+                 "a\u00a0<mask>\u3000b", "worldly world", "x<mask>", "a <|x|>b <|x|> c"):
+        _same(hf, ours, text)

@@ -63,3 +63,25 @@ def test_gpt2_tokenizer_json_equals_transformers_and_tiktoken(gpt2_hf, gpt2_ref,
     _same(auto, ours, text)
     assert ours.encode(text) == gpt2_ref.encode_ordinary(text)
     assert (ours.bos_id, ours.eos_id) == (50256, 50256)
+
+
+def test_llama3_tokenizer_json_as_transformers_converts_it(tmp_path, llama3, llama3_ref, corpus):
+    """Llama 3's 128,000 ranks through transformers' TikTokenConverter (Split + ByteLevel,
+    ignore_merges, 280,147 merges) read back equal our tiktoken reader and tiktoken."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    from scratchllm.tokenizers import PATTERNS
+    from scratchllm.tokenizers.tiktoken_file import llama3_special_tokens
+    from tok_helpers import LLAMA3
+    hf = TikTokenConverter(vocab_file=str(LLAMA3), pattern=PATTERNS["llama3"],
+                           additional_special_tokens=list(llama3_special_tokens())).converted()
+    hf.add_special_tokens(list(llama3_special_tokens()))          # ids 128000.. in Meta's order
+    hf.save(str(tmp_path / "tokenizer.json"))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}))
+    ours = load_tokenizer(tmp_path)
+    text = corpus[600_000:620_000] + " 日本語の 👨‍👩‍👧‍👦 12345 it's"
+    ids = ours.encode(text)
+    assert ids == hf.encode(text, add_special_tokens=False).ids == llama3.encode(text) == llama3_ref.encode(text)
+    assert ours.decode(ids) == hf.decode(ids) == text
+    assert (ours.bos_id, ours.eos_id) == (128000, 128009)
+    assert ours.encode("<|eot_id|>x") == [128009, 87]

@@ -82,9 +82,11 @@ def read_meta(data_dir):
     path = Path(data_dir) / META
     if not path.is_file():
         return None
+    from ..errors import ScratchLLMError
+    from ..jsonio import read_json
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_json(path, "token-file description")
+    except ScratchLLMError:
         return None
 
 

@@ -115,6 +115,27 @@ def encode_records(records, template: ChatTemplate, tokenizer, context: int,
     return out
 
 
+def text_samples(path, tokenizer, context: int) -> list:
+    """A plain-text file -> Samples of ``context`` + 1 tokens, every token scored (continued
+    pretraining, e.g. with LoRA); the last, shorter window is kept when it has 2+ tokens."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScratchLLMError(f"data file not found: {path}") from None
+    except UnicodeDecodeError as e:
+        raise ScratchLLMError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    ids = xp.asarray(tokenizer.encode(text), dtype=xp.int64)
+    if len(ids) < 2:
+        raise ScratchLLMError(f"{path}: fewer than 2 tokens of text")
+    out = []
+    for k in range(0, len(ids) - 1, context):
+        chunk = ids[k:k + context + 1]
+        if len(chunk) >= 2:
+            out.append(Sample(chunk, chunk[1:].copy()))
+    return out
+
+
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple:
     """A seeded shuffle of range(n) cut into (train, val) index arrays; val has >= 1 item."""
     if n < 2:

@@ -34,7 +34,7 @@ from ..train.metrics import MetricsLog, plot_losses
 from .chat_template import encode_chat, get_template
 from .config import FinetuneConfig
 from .data import (IGNORE, add_special_tokens, encode_records, grow_embeddings, pad_batch,
-                   read_records, split_indices)
+                   read_records, split_indices, text_samples)
 
 CONFIG = "finetune_config.json"
 STATE_FORMAT = "scratchllm-finetune-state"
@@ -105,7 +105,9 @@ class Finetuner:
         run_tok = (model_tokenizer(cfg.init_from, model, self.log) if cfg.tokenizer is None else
                    choose_tokenizer(cfg.tokenizer, "", 0, cfg.init_from, model, self.log))
         self.template = get_template(cfg.template)
-        tok, added = add_special_tokens(run_tok.tokenizer, self.template.special_tokens)
+        plain = all(str(p).endswith(".txt") for p in cfg.data)     # no template, no new tokens
+        tok, added = add_special_tokens(run_tok.tokenizer,
+                                        () if plain else self.template.special_tokens)
         if added and run_tok.kind not in ("bpe",):
             raise ScratchLLMError(f"template {self.template.name!r} needs special tokens {added} that "
                                   f"the {run_tok.kind} tokenizer of {cfg.init_from} lacks, and only a "
@@ -114,18 +116,24 @@ class Finetuner:
         run_tok.tokenizer, self.run_tok, self.tokenizer = tok, run_tok, tok
         n_ctx = context_length(model)
         self.context = min(cfg.max_len or n_ctx, n_ctx)
-        records, sources = [], []
+        records, sources, texts = [], [], []
         for path in cfg.data:
+            if str(path).endswith(".txt"):                 # plain text: continued pretraining
+                texts += text_samples(path, tok, self.context)
+                continue
             recs = read_records(path)
             records += recs
             sources += [str(path)] * len(recs)
-        train_idx, val_idx = split_indices(len(records), cfg.val_fraction, cfg.seed)
+        if texts and (records or cfg.dpo):
+            raise ScratchLLMError("mix of .txt and record files: give either plain text "
+                                  "(continued pretraining) or JSON records (SFT/DPO)")
         if cfg.dpo:
             from .dpo import encode_preferences as encode
         else:
             encode = encode_records
         names = [f"{src}: record {i}" for i, src in enumerate(sources)]
-        samples = encode(records, self.template, tok, self.context, cfg.truncate, names=names)
+        samples = texts or encode(records, self.template, tok, self.context, cfg.truncate, names=names)
+        train_idx, val_idx = split_indices(len(samples), cfg.val_fraction, cfg.seed)
         self.train_set = [samples[i] for i in train_idx if samples[i] is not None]
         self.val_set = [samples[i] for i in val_idx if samples[i] is not None]
         dropped = sum(s is None for s in samples)
@@ -135,7 +143,9 @@ class Finetuner:
         if not self.train_set or not self.val_set:
             raise ScratchLLMError(f"no usable train or val {'pairs' if cfg.dpo else 'samples'} "
                                   f"within {self.context} tokens")
-        self.sample_messages = self._prompt_messages(records[int(val_idx[0])])
+        self.sample_messages = ([{"role": "user", "content": cfg.sample_prompt or "\n"}] if texts
+                                else self._prompt_messages(records[int(val_idx[0])]))
+        self.plain_text = bool(texts)
         grown = grow_embeddings(model, tok.vocab_size)
         if added:
             self.log(f"added special tokens {added} to the tokenizer; embedding grew by {grown} "
@@ -279,12 +289,16 @@ class Finetuner:
     def sample(self) -> str:
         """The model's greedy reply to the sample prompt (adapters merged for generation)."""
         c = self.cfg
-        ids, _ = encode_chat(self.template, self.tokenizer, self.sample_messages,
-                             add_generation_prompt=True)
+        if self.plain_text:
+            ids = self.tokenizer.encode(c.sample_prompt or "\n") or [0]
+        else:
+            ids, _ = encode_chat(self.template, self.tokenizer, self.sample_messages,
+                                 add_generation_prompt=True)
         n_new = max(0, min(c.sample_tokens, self.context - 1))
         ids = ids[-(self.context - n_new):]
         specials = dict(getattr(self.tokenizer, "special_tokens", None) or {})
-        stops = tuple(specials[s] for s in self.template.stop_strings if s in specials)
+        stops = () if self.plain_text else tuple(specials[s] for s in self.template.stop_strings
+                                                 if s in specials)
         self.model.eval()
         with self._merged():
             out = self.model.generate(xp.asarray([ids], dtype=xp.int64), max_new_tokens=n_new,
@@ -296,7 +310,7 @@ class Finetuner:
                 reply = reply[:k]
                 break
         text = self.tokenizer.decode(reply)
-        for s in self.template.stop_strings:
+        for s in () if self.plain_text else self.template.stop_strings:
             text = text.split(s)[0]
         return text.strip()
 

@@ -30,6 +30,7 @@ from ..models.weights import check_state_dict
 from . import gguf_quant as Q
 from .gguf_read import GGUFFile, is_gguf_file
 from .gguf_write import FLOAT32, STRING, UINT32, write_gguf
+from .validate import MAX_CONTEXT
 
 __all__ = ["read_gguf", "write_gguf_model", "is_gguf_file", "GGUFFile", "FILE_TYPES"]
 
@@ -53,9 +54,19 @@ def _hparam(g: GGUFFile, arch: str, key: str, kind=int, default=None):
     v = g.get(f"{arch}.{key}", default, kind)
     if v is None:
         raise ScratchLLMError(f"{g.path}: metadata '{arch}.{key}' is missing")
-    if kind is int and not 0 < v < 1 << 31:
-        raise ScratchLLMError(f"{g.path}: metadata '{arch}.{key}' is {v}, not a positive size")
+    high = MAX_CONTEXT if key == "context_length" else 1 << 31
+    if kind is int and not 0 < v <= high:
+        raise ScratchLLMError(f"{g.path}: metadata '{arch}.{key}' is {v}, not a size in 1..{high}")
     return v
+
+
+def _check_blocks(g: GGUFFile, arch: str) -> None:
+    """block_count must be the blocks the tensors hold (before anything is sized by it)."""
+    n = _hparam(g, arch, "block_count")
+    blocks = {int(p[1]) for p in (name.split(".") for name in g.tensors) if p[0] == "blk" and p[1].isdigit()}
+    if len(blocks) != n or (blocks and max(blocks) != n - 1):
+        raise ScratchLLMError(f"{g.path}: {arch}.block_count is {n} but the tensors hold {len(blocks)} blocks "
+                              f"(blk.0 ..); the metadata disagrees with the weights")
 
 
 def _vocab_size(g: GGUFFile, arch: str) -> int:
@@ -119,6 +130,7 @@ def read_gguf(path) -> tuple:
     if arch not in ("llama", "gpt2"):
         raise ScratchLLMError(f"{g.path}: architecture {arch!r} is not supported (scratchllm reads 'llama' "
                               f"and 'gpt2' GGUF files)")
+    _check_blocks(g, arch)
     config = _llama_config(g) if arch == "llama" else _gpt2_config(g)
     state, names = {}, {}
     for name in g.tensors:

@@ -105,8 +105,9 @@ def dequantize(raw, t: int, n_values: int):
     blocks = raw.reshape(n_values // size, block_bytes)
     out = xp.empty((blocks.shape[0], size), dtype=xp.float32)
     step = max(1, (1 << 22) // size)                          # ~16 MB of float32 temporaries at a time
-    for i in range(0, blocks.shape[0], step):
-        out[i:i + step] = _BLOCK_DEQUANT[t](blocks[i:i + step])
+    with xp.errstate(invalid="ignore", over="ignore"):        # a float16 scale may be inf/NaN: as GGML
+        for i in range(0, blocks.shape[0], step):
+            out[i:i + step] = _BLOCK_DEQUANT[t](blocks[i:i + step])
     return out.reshape(-1)
 
 

@@ -195,11 +195,11 @@ def _materialize(t: _TensorRef, raw) -> object:
     view = xp.lib.stride_tricks.as_strided(raw[t.offset:], shape=t.size, strides=[s * item for s in t.stride]) \
         if t.numel else xp.zeros(t.size, dtype=raw.dtype)
     if t.storage.kind.dtype == "bfloat16":
-        return bf16_to_f32(xp.ascontiguousarray(view))
+        return bf16_to_f32(xp.array(view, order="C"))        # (ascontiguousarray would turn 0-d into 1-d)
     if t.storage.kind.dtype == "bool":
-        return view != 0
+        return view.astype(xp.bool_)
     if view.dtype.kind == "f":
-        return xp.ascontiguousarray(view, dtype=xp.float32)
+        return xp.array(view, dtype=xp.float32, order="C")
     return xp.array(view, dtype=view.dtype.newbyteorder("="))
 
 

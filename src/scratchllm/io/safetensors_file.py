@@ -173,7 +173,7 @@ def _read_tensor(f, path: str, name: str, dtype: str, shape: tuple, at: int, nby
     if dtype == "BF16":
         return bf16_to_f32(arr)
     if dtype == "BOOL":
-        return arr != 0
+        return arr.astype(xp.bool_)        # any non-zero byte is True (and 0-d stays an array)
     if float32 and arr.dtype.kind == "f" and arr.dtype != xp.float32:
         return arr.astype(xp.float32)
     return arr

@@ -111,7 +111,7 @@ def layers_present(names) -> set:
 def check_layer_count(n_layers: int, names, path: str, key: str) -> None:
     """The config's layer count must be the layers the tensors hold: 0..n-1, no more, no fewer."""
     present = layers_present(names)
-    if present != set(range(n_layers)):
+    if len(present) != n_layers or (present and (min(present) != 0 or max(present) != n_layers - 1)):
         have = f"layers {min(present)}..{max(present)} ({len(present)} distinct)" if present else "no layers"
         raise ScratchLLMError(f"{path}: '{key}' is {n_layers} but the weights hold {have}; the config "
                               f"disagrees with the weights")

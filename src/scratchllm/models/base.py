@@ -114,13 +114,11 @@ class LanguageModel(Module):
             return
         if format != "scratchllm":
             raise ScratchLLMError(f"save_pretrained: format must be 'scratchllm' or 'hf', got {format!r}")
-        from safetensors.numpy import save
-
         from ..atomic import atomic_write
+        from ..io.safetensors_file import write_safetensors
         cfg = {"format": "scratchllm", **self.config.to_dict()}
         os.makedirs(folder, exist_ok=True)
-        blob = save(state, metadata={"format": "scratchllm", "config": json.dumps(self.config.to_dict())})
-        with atomic_write(os.path.join(folder, "model.safetensors")) as f:
-            f.write(blob)
+        write_safetensors(os.path.join(folder, "model.safetensors"), state,
+                          metadata={"format": "scratchllm", "config": json.dumps(self.config.to_dict())})
         with atomic_write(os.path.join(folder, "config.json"), "w") as f:
             json.dump(cfg, f, indent=2)

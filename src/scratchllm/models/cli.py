@@ -62,7 +62,7 @@ def find_tokenizer(model_path: str, vocab_size: int):
     candidates = [folder] + [os.path.join(folder, *name) for name in names]
     if os.path.isfile(model_path) and _is_gguf(model_path):           # a GGUF file holds its tokenizer
         candidates.insert(0, model_path)
-    problems = []
+    problems, unreadable = [], False
     for cand in candidates:
         if cand != folder and not os.path.isfile(cand):
             continue
@@ -70,7 +70,8 @@ def find_tokenizer(model_path: str, vocab_size: int):
             return load_tokenizer(cand)
         except (ScratchLLMError, FileNotFoundError, ValueError, KeyError) as e:
             problems.append(str(e))
-    if vocab_size == GPT2_VOCAB:
+            unreadable |= not isinstance(e, FileNotFoundError)
+    if vocab_size == GPT2_VOCAB and not unreadable:   # a tokenizer file that fails is not skipped
         return load_tokenizer("gpt2")
     raise ScratchLLMError(f"no tokenizer found beside {model_path} ({'; '.join(problems)}); pass --tokenizer PATH")
 

@@ -51,8 +51,14 @@ def quantize_groups(x, group: int = GROUP):
     s = max|x| / 127 per group, q = round(x / s) (half away from zero, C's roundf); an
     all-zero group has s = 0 and q = 0.
     """
-    x = xp.asarray(x, dtype=xp.float32)
+    x = xp.ascontiguousarray(x, dtype=xp.float32)
     N, K = x.shape
+    k = _kernel() if group == GROUP else None
+    if k is not None:                                    # one pass instead of ~10 NumPy ones
+        G = -(-K // group)
+        q, s = xp.empty((N, G * group), dtype=xp.int8), xp.empty((N, G), dtype=xp.float32)
+        k.quantize_rows(x, q, s)
+        return q, s
     pad = -K % group
     if pad:
         x = xp.concatenate([x, xp.zeros((N, pad), dtype=xp.float32)], axis=1)
@@ -153,6 +159,25 @@ class Q8Weight:
         return f"Q8Weight(out={self.q.shape[0]}, in={self.n_in}, group={GROUP})"
 
 
+class Q8Rows:
+    """An embedding table (V, C) kept as Q8_0 rows; ``table[ids]`` dequantizes the rows looked up."""
+
+    dtype = xp.dtype(xp.float32)
+
+    def __init__(self, table):
+        self.w = Q8Weight.quantize(table)
+        self.shape = tuple(table.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.w.nbytes
+
+    def __getitem__(self, ids):
+        q, s = self.w.q[ids], self.w.s[ids]                            # (..., Kp), (..., G)
+        rows = q.reshape(*q.shape[:-1], -1, GROUP).astype(xp.float32) * s[..., None]
+        return rows.reshape(*q.shape[:-1], -1)[..., :self.w.n_in]
+
+
 def _quantize_item(v):
     if isinstance(v, xp.ndarray) and v.ndim == 2 and v.dtype.kind == "f":
         return Q8Weight.from_transposed(v)
@@ -161,11 +186,15 @@ def _quantize_item(v):
 
 def quantize_decoder(decoder, kind: str = "q8_0"):
     """Replace a decoder's matrices (its ``head_weight`` and the 2-D arrays of ``layers``) by
-    ``Q8Weight``s, in place; returns the decoder. Norm weights, biases and the embedding
-    table used for the lookup stay float32 (as in llama2.c's runq)."""
+    ``Q8Weight``s and its embedding table by ``Q8Rows``, in place; returns the decoder. Norm
+    weights and biases stay float32 (llama2.c's runq also keeps the table quantized but
+    dequantizes all of it at load; here only the rows looked up are)."""
     if kind not in KINDS:
         raise ScratchLLMError(f"quantize: kind must be one of {list(KINDS)}, got {kind!r}")
     decoder.head_weight = _quantize_item(decoder.head_weight)
+    for table in ("tok", "wte"):                         # the embedding lookup table (Llama, GPT)
+        if isinstance(getattr(decoder, table, None), xp.ndarray):
+            setattr(decoder, table, Q8Rows(getattr(decoder, table)))
     layers = []
     for layer in decoder.layers:
         if isinstance(layer, (tuple, list)):
@@ -189,13 +218,14 @@ def set_generation_quant(model, kind=None):
 
 
 def weight_bytes(decoder) -> int:
-    """Bytes of the matrices a decoder multiplies with (float32 arrays or Q8Weights)."""
-    items = [decoder.head_weight]
+    """Bytes of the matrices a decoder holds: the embedding table it looks rows up in and the
+    matrices it multiplies with (float32 arrays, or Q8Rows / Q8Weights)."""
+    items = [decoder.head_weight] + [getattr(decoder, t) for t in ("tok", "wte") if hasattr(decoder, t)]
     for layer in decoder.layers:
         items += list(layer.values()) if isinstance(layer, dict) else \
             list(layer) if isinstance(layer, (tuple, list)) else list(vars(layer).values())
     return sum(v.nbytes for v in items
-               if isinstance(v, Q8Weight) or (isinstance(v, xp.ndarray) and v.ndim == 2))
+               if isinstance(v, (Q8Weight, Q8Rows)) or (isinstance(v, xp.ndarray) and v.ndim == 2))
 
 
-__all__ = ["Q8Weight", "quantize_groups", "quantize_decoder", "set_generation_quant", "weight_bytes", "GROUP"]
+__all__ = ["Q8Weight", "Q8Rows", "quantize_groups", "quantize_decoder", "set_generation_quant", "weight_bytes", "GROUP"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import heapq
 
+from ..errors import FileFormatError
+
 __all__ = ["HFBPE"]
 
 _LONG = 128          # words with more symbols than this merge with a heap
@@ -26,20 +28,20 @@ class HFBPE:
     def __init__(self, spec: dict, where: str):
         vocab = spec.get("vocab")
         if not isinstance(vocab, dict) or not all(type(i) is int and i >= 0 for i in vocab.values()):
-            raise ValueError(f"{where}.vocab: expected an object token -> id (non-negative integers)")
+            raise FileFormatError(f"{where}.vocab: expected an object token -> id (non-negative integers)")
         if not vocab:
-            raise ValueError(f"{where}.vocab: the vocabulary is empty")
+            raise FileFormatError(f"{where}.vocab: the vocabulary is empty")
         self.vocab: dict[str, int] = vocab
         self.id_to_token: dict[int, str] = {i: t for t, i in vocab.items()}
         if len(self.id_to_token) != len(vocab):
-            raise ValueError(f"{where}.vocab: two tokens share one id")
+            raise FileFormatError(f"{where}.vocab: two tokens share one id")
         dropout = spec.get("dropout")
         if dropout not in (None, 0, 0.0):
-            raise ValueError(f"{where}.dropout: {dropout!r}; BPE dropout (random merges) is not "
+            raise FileFormatError(f"{where}.dropout: {dropout!r}; BPE dropout (random merges) is not "
                              "supported, set it to null")
         for key in ("continuing_subword_prefix", "end_of_word_suffix", "unk_token"):
             if spec.get(key) is not None and not isinstance(spec[key], str):
-                raise ValueError(f"{where}.{key}: expected a string or null")
+                raise FileFormatError(f"{where}.{key}: expected a string or null")
         self.prefix = spec.get("continuing_subword_prefix") or None
         self.suffix = spec.get("end_of_word_suffix") or None
         self.fuse_unk = bool(spec.get("fuse_unk", False))
@@ -47,7 +49,7 @@ class HFBPE:
         self.ignore_merges = bool(spec.get("ignore_merges", False))
         unk = spec.get("unk_token")
         if unk is not None and unk not in vocab:
-            raise ValueError(f"{where}.unk_token: {unk!r} is not in the vocabulary")
+            raise FileFormatError(f"{where}.unk_token: {unk!r} is not in the vocabulary")
         self.unk_id = vocab[unk] if unk is not None else None
         self.merges = self._read_merges(spec.get("merges"), f"{where}.merges")
         self._byte_ids = [vocab.get(f"<0x{b:02X}>") for b in range(256)]
@@ -56,8 +58,14 @@ class HFBPE:
     def _read_merges(self, merges, where: str) -> dict[tuple[int, int], tuple[int, int]]:
         """(left id, right id) -> (rank, merged id)."""
         if not isinstance(merges, list):
-            raise ValueError(f"{where}: expected a list of merges")
+            raise FileFormatError(f"{where}: expected a list of merges")
         vocab, cut = self.vocab, len(self.prefix or "")
+        if not cut:                       # the fast path; on any problem the loop below says which
+            try:
+                pairs = [m.split(" ") if type(m) is str else m for m in merges]
+                return {(vocab[a], vocab[b]): (rank, vocab[a + b]) for rank, (a, b) in enumerate(pairs)}
+            except (KeyError, ValueError, TypeError):
+                pass
         out = {}
         for rank, m in enumerate(merges):
             if isinstance(m, str):
@@ -67,14 +75,14 @@ class HFBPE:
             else:
                 parts = ()
             if len(parts) != 2:
-                raise ValueError(f"{where}[{rank}]: expected \"left right\" or [left, right], got {m!r:.60}")
+                raise FileFormatError(f"{where}[{rank}]: expected \"left right\" or [left, right], got {m!r:.60}")
             a, b = parts
             merged = a + b[cut:] if cut and b.startswith(self.prefix) else a + b
             try:
                 pair = (vocab[a], vocab[b])
                 out[pair] = (rank, vocab[merged])
             except KeyError as exc:
-                raise ValueError(f"{where}[{rank}]: {exc.args[0]!r} (of merge {m!r:.60}) is not in the "
+                raise FileFormatError(f"{where}[{rank}]: {exc.args[0]!r} (of merge {m!r:.60}) is not in the "
                                  "vocabulary") from None
         return out
 

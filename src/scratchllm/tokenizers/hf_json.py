@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..errors import FileFormatError
 from ..jsonio import read_json
 from .hf_bpe import HFBPE
 from .hf_pipeline import (WS_CLASS, Piece, build_decoder, build_normalizer, build_pre_tokenizer,
@@ -46,7 +47,7 @@ class _Added:
     def __init__(self, d: dict, where: str):
         if not isinstance(d, dict) or type(d.get("id")) is not int or d["id"] < 0 \
                 or not isinstance(d.get("content"), str) or not d["content"]:
-            raise ValueError(f"{where}: expected {{\"id\": int, \"content\": non-empty str, ...}}")
+            raise FileFormatError(f"{where}: expected {{\"id\": int, \"content\": non-empty str, ...}}")
         self.id, self.content = d["id"], d["content"]
         self.special = bool(d.get("special", False))
         self.normalized = bool(d.get("normalized", not self.special))
@@ -67,11 +68,11 @@ class HFTokenizer:
         self.name = name
         model = spec.get("model")
         if not isinstance(model, dict):
-            raise ValueError(f"{name}: no \"model\" object; not an HF tokenizer.json")
+            raise FileFormatError(f"{name}: no \"model\" object; not an HF tokenizer.json")
         kind = model.get("type", "BPE" if "merges" in model else None)
         if kind != "BPE":
             what = f"model.type is {kind!r}" if kind is not None else "model has no type and no merges"
-            raise ValueError(f"{name}: {what}; only BPE tokenizers are read (GPT-2, Llama, SmolLM "
+            raise FileFormatError(f"{name}: {what}; only BPE tokenizers are read (GPT-2, Llama, SmolLM "
                              "kinds), not WordPiece, Unigram or WordLevel")
         self.model = HFBPE(model, f"{name}: model")
         self.normalizer = build_normalizer(spec.get("normalizer"), f"{name}: normalizer")
@@ -80,11 +81,14 @@ class HFTokenizer:
         self._before, self._after = build_template(spec.get("post_processor"), f"{name}: post_processor")
         added = spec.get("added_tokens") or []
         if not isinstance(added, list):
-            raise ValueError(f"{name}: added_tokens must be a list")
+            raise FileFormatError(f"{name}: added_tokens must be a list")
         self.added = [_Added(d, f"{name}: added_tokens[{k}]") for k, d in enumerate(added)]
-        self._added_by_id = {a.id: a.content for a in self.added}
+        # HF decodes a normalized added token as its normalized text ("friend" -> "▁friend")
+        self._added_by_id = {a.id: self.normalizer(a.content) if a.normalized and self.normalizer
+                             else a.content for a in self.added}
         self.special_tokens = {a.content: a.id for a in self.added if a.special}
         self._match_cache: dict = {}
+        self._vocab_size = None
         self._by_word = self._words_are_independent()
         self.chat_template = chat_template
         self._set_special_ids(config or {})
@@ -92,7 +96,10 @@ class HFTokenizer:
     # ---- vocabulary ---------------------------------------------------------------------
     @property
     def vocab_size(self) -> int:
-        return max(max(self.model.id_to_token), max(self._added_by_id, default=-1)) + 1
+        """One past the largest id (added tokens included)."""
+        if self._vocab_size is None:
+            self._vocab_size = max(max(self.model.id_to_token), max(self._added_by_id, default=-1)) + 1
+        return self._vocab_size
 
     n_vocab = vocab_size
 
@@ -345,7 +352,7 @@ def load_vocab_merges(folder) -> HFTokenizer:
         with open(merges_path, encoding="utf-8") as f:
             lines = f.read().split("\n")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{merges_path}: not UTF-8 text ({exc})") from None
+        raise FileFormatError(f"{merges_path}: not UTF-8 text ({exc})") from None
     merges = [ln for ln in lines if ln and not ln.startswith("#version")]
     config = read_tokenizer_config(folder)
     added = {}

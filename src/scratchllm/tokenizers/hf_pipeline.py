@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from ..errors import FileFormatError
 from .gpt2 import bytes_to_unicode
 from .pretokenize import PATTERNS, _WHITE_SPACE, compile_pattern, translate
 
@@ -41,19 +42,19 @@ class Piece:
         self.text, self.at_start = text, at_start
 
 
-def unsupported(where: str, kind, known) -> ValueError:
-    return ValueError(f"{where}: type {kind!r} is not supported (this reader knows "
+def unsupported(where: str, kind, known) -> FileFormatError:
+    return FileFormatError(f"{where}: type {kind!r} is not supported (this reader knows "
                       f"{', '.join(known)}); only BPE tokenizers of the GPT-2 / Llama kinds are read")
 
 
 def _field(spec: dict, key: str, where: str, types, default=...):
     if key not in spec:
         if default is ...:
-            raise ValueError(f"{where}: missing field {key!r}")
+            raise FileFormatError(f"{where}: missing field {key!r}")
         return default
     value = spec[key]
     if not isinstance(value, types):
-        raise ValueError(f"{where}.{key}: expected {getattr(types, '__name__', types)}, got {value!r:.60}")
+        raise FileFormatError(f"{where}.{key}: expected {getattr(types, '__name__', types)}, got {value!r:.60}")
     return value
 
 
@@ -66,8 +67,8 @@ def _pattern(spec: dict, where: str) -> re.Pattern:
         try:
             return re.compile(translate(pat["Regex"]))
         except (re.error, ValueError) as exc:
-            raise ValueError(f"{where}.pattern: regex {pat['Regex']!r:.80} not supported ({exc})") from None
-    raise ValueError(f"{where}.pattern: expected {{\"String\": ...}} or {{\"Regex\": ...}}, got {pat!r:.80}")
+            raise FileFormatError(f"{where}.pattern: regex {pat['Regex']!r:.80} not supported ({exc})") from None
+    raise FileFormatError(f"{where}.pattern: expected {{\"String\": ...}} or {{\"Regex\": ...}}, got {pat!r:.80}")
 
 
 def _matches(rx: re.Pattern, text: str, invert: bool = False) -> list[tuple[int, int, bool]]:
@@ -140,7 +141,7 @@ def build_normalizer(spec, where: str):
     if spec is None:
         return None
     if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected an object or null, got {spec!r:.60}")
+        raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
     kind = spec.get("type")
     if kind == "Sequence":
         parts = [build_normalizer(s, f"{where}.normalizers[{k}]")
@@ -199,7 +200,7 @@ def build_pre_tokenizer(spec, where: str):
     if spec is None:
         return None
     if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected an object or null, got {spec!r:.60}")
+        raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
     kind = spec.get("type")
     if kind == "Sequence":
         parts = [build_pre_tokenizer(s, f"{where}.pretokenizers[{k}]")
@@ -223,7 +224,7 @@ def build_pre_tokenizer(spec, where: str):
     if kind == "Split":
         behavior = _field(spec, "behavior", where, str)
         if behavior not in _BEHAVIORS:
-            raise ValueError(f"{where}.behavior: {behavior!r} is not one of {', '.join(_BEHAVIORS)}")
+            raise FileFormatError(f"{where}.behavior: {behavior!r} is not one of {', '.join(_BEHAVIORS)}")
         rx, invert = _pattern(spec, where), _field(spec, "invert", where, bool, False)
         return _per_piece(lambda text, _: split_spans(text, _matches(rx, text, invert), behavior))
     if kind == "Metaspace":
@@ -253,7 +254,7 @@ def _is_numeric(c: str) -> bool:
 def _metaspace_scheme(spec: dict, where: str) -> str:
     scheme = _field(spec, "prepend_scheme", where, str, "always")
     if scheme not in ("always", "first", "never"):
-        raise ValueError(f"{where}.prepend_scheme: {scheme!r} is not always, first or never")
+        raise FileFormatError(f"{where}.prepend_scheme: {scheme!r} is not always, first or never")
     if spec.get("add_prefix_space") is False:   # the older field: false means "never"
         scheme = "never"
     return scheme
@@ -276,7 +277,7 @@ def _decoder_chain(spec, where: str):
     if spec is None:
         return None
     if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected an object or null, got {spec!r:.60}")
+        raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
     kind = spec.get("type")
     if kind == "Sequence":
         parts = [_decoder_chain(s, f"{where}.decoders[{k}]")
@@ -369,7 +370,7 @@ def build_template(spec, where: str) -> tuple[list[int], list[int]]:
     if spec is None:
         return [], []
     if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected an object or null, got {spec!r:.60}")
+        raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
     kind = spec.get("type")
     if kind == "ByteLevel":
         return [], []
@@ -382,14 +383,14 @@ def build_template(spec, where: str) -> tuple[list[int], list[int]]:
     if kind in ("RobertaProcessing", "BertProcessing"):
         cls, sep = _field(spec, "cls", where, list), _field(spec, "sep", where, list)
         if len(cls) != 2 or len(sep) != 2 or not all(type(x[1]) is int for x in (cls, sep)):
-            raise ValueError(f"{where}: cls and sep must be [token, id]")
+            raise FileFormatError(f"{where}: cls and sep must be [token, id]")
         return [cls[1]], [sep[1]]
     if kind == "TemplateProcessing":
         specials = _field(spec, "special_tokens", where, dict, {})
         before, after, seen_a = [], [], False
         for k, item in enumerate(_field(spec, "single", where, list)):
             if not isinstance(item, dict) or len(item) != 1:
-                raise ValueError(f"{where}.single[{k}]: expected {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}}")
+                raise FileFormatError(f"{where}.single[{k}]: expected {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}}")
             (tag, body), = item.items()
             if tag == "Sequence":
                 seen_a = True
@@ -397,7 +398,7 @@ def build_template(spec, where: str) -> tuple[list[int], list[int]]:
             name = body.get("id") if isinstance(body, dict) else None
             ids = (specials.get(name) or {}).get("ids") if isinstance(specials.get(name), dict) else None
             if tag != "SpecialToken" or not isinstance(ids, list) or not all(type(i) is int for i in ids):
-                raise ValueError(f"{where}.single[{k}]: special token {name!r} has no ids in "
+                raise FileFormatError(f"{where}.single[{k}]: special token {name!r} has no ids in "
                                  f"{where}.special_tokens")
             (after if seen_a else before).extend(ids)
         return before, after

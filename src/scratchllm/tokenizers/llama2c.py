@@ -17,6 +17,7 @@ import os
 import re
 import struct
 
+from ..errors import FileFormatError
 from .sentencepiece import SPACE, SentencePieceBPE
 from .sp_proto import BYTE, CONTROL, NORMAL, UNKNOWN, SentencePieceModel
 
@@ -30,26 +31,26 @@ def read_llama2c_bin(path: str | os.PathLike) -> SentencePieceModel:
     with open(path, "rb") as f:
         data = f.read()
     if len(data) < 4:
-        raise ValueError(f"{path}: too short for a llama2.c tokenizer ({len(data)} bytes)")
+        raise FileFormatError(f"{path}: too short for a llama2.c tokenizer ({len(data)} bytes)")
     (max_len,) = struct.unpack_from("<i", data, 0)
     if not 0 < max_len <= 1024:
-        raise ValueError(f"{path}: max_token_length {max_len} is implausible; not a llama2.c "
+        raise FileFormatError(f"{path}: max_token_length {max_len} is implausible; not a llama2.c "
                          "tokenizer.bin?")
     pieces, scores, types = [], [], []
     pos, n = 4, len(data)
     while pos < n:
         k = len(pieces)
         if pos + 8 > n:
-            raise ValueError(f"{path}: truncated inside the header of token {k}")
+            raise FileFormatError(f"{path}: truncated inside the header of token {k}")
         score, length = struct.unpack_from("<fi", data, pos)
         pos += 8
         if not 0 <= length <= max_len or pos + length > n:
-            raise ValueError(f"{path}: token {k} claims {length} bytes (max {max_len}, "
+            raise FileFormatError(f"{path}: token {k} claims {length} bytes (max {max_len}, "
                              f"{n - pos} left); file truncated or not a tokenizer.bin")
         try:
             text = data[pos:pos + length].decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"{path}: token {k} is not UTF-8") from None
+            raise FileFormatError(f"{path}: token {k} is not UTF-8") from None
         pos += length
         if k == 0:
             kind = UNKNOWN
@@ -63,7 +64,7 @@ def read_llama2c_bin(path: str | os.PathLike) -> SentencePieceModel:
         scores.append(score)
         types.append(kind)
     if len(pieces) < 3:
-        raise ValueError(f"{path}: only {len(pieces)} tokens; a llama2.c tokenizer.bin starts "
+        raise FileFormatError(f"{path}: only {len(pieces)} tokens; a llama2.c tokenizer.bin starts "
                          "with <unk>, <s>, </s>")
     # Byte fallback when all 256 <0xXX> pieces are there (Llama 2, tok512); a small vocabulary
     # trained without them (e.g. 105 pieces) maps unknown characters to <unk>, as SentencePiece.

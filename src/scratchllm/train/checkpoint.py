@@ -150,13 +150,11 @@ def write_json(path, obj) -> None:
 
 
 def read_json(path, what: str) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ScratchLLMError(f"{what} not found: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ScratchLLMError(f"{path}: corrupt {what} ({e})") from None
+    """A JSON object file, depth-limited; one ScratchLLMError naming it (see scratchllm.jsonio)."""
+    from ..jsonio import read_json as read_json_file
+    if not Path(path).is_file():
+        raise ScratchLLMError(f"{what} not found: {path}")
+    return read_json_file(path, what)
 
 
 def save_optimizer(optimizer, path) -> None:

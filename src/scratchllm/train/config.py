@@ -13,7 +13,6 @@ resumed, and compared with the one asked for.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import types
 import typing
@@ -201,10 +200,8 @@ def read_config_file(path) -> dict:
         except tomllib.TOMLDecodeError as e:
             raise ScratchLLMError(f"{path}: invalid TOML ({e})") from None
     elif path.suffix.lower() == ".json":
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ScratchLLMError(f"{path}: invalid JSON ({e})") from None
+        from ..jsonio import loads_json
+        d = loads_json(text, str(path), "config file")   # depth-limited; errors name the file
     else:
         raise ScratchLLMError(f"config file {path} must end in .toml or .json")
     if isinstance(d, dict) and set(d) == {"train"} and isinstance(d["train"], dict):

@@ -39,10 +39,14 @@ class MetricsLog:
         return rows
 
     def truncate_after(self, step: int) -> None:
-        """Keep only the lines up to ``step`` (those of a crashed run's lost steps go)."""
+        """Keep only the lines up to ``step`` (those of a crashed run's lost steps, and a line cut
+        short, go). The file is rewritten only when something goes."""
         rows = [r for r in self.read() if r["step"] <= step]
+        lines = [json.dumps(r) + "\n" for r in rows]
+        if self.path.is_file() and self.path.read_text(encoding="utf-8") == "".join(lines):
+            return
         with write_errors(self.path), atomic_write(self.path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.writelines(lines)
 
     def append(self, row: dict, sync: bool = False) -> None:
         """One line; ``sync``: on disk (fsync) before returning, as before a checkpoint."""

@@ -176,14 +176,16 @@ class Trainer:
         self.step, self.best_val = int(state["step"]), state["best_val_loss"]
         self.last_val, self.elapsed_base = state["last_val_loss"], float(state["elapsed_s"])
         self.best_step = state.get("best_step")
+        self.data = open_token_files(self.out)                     # checked against meta.json first
         write_json(self.out / TRAIN_CONFIG, cfg.to_dict())
         # what a crash may have left behind the checkpoint: log rows past it, best/, the plot
         self.metrics.truncate_after(self.step)
         repair_best(self.out, state, self.log)
-        if self.last_val is not None:
-            self._plot()
+        plot = self.out / "loss.png"
+        if self.last_val is not None and (not plot.is_file()
+                                          or plot.stat().st_mtime_ns < (ckpt / STATE).stat().st_mtime_ns):
+            self._plot()                                           # the plot lags behind the checkpoint
             kill_point("repair")
-        self.data = open_token_files(self.out)
         if self.data is None:                                      # id files deleted: make them again
             model = self.model if cfg.init_from else None
             _, ids, meta = tokenize_corpus(cfg, model=model, log=self.log, tok=self.tokenizer)
