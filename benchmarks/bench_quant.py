@@ -34,9 +34,11 @@ def _first_diff(a, b, start: int) -> int:
     return (int(d[0]) if d.size else a.shape[1]) - start
 
 
-def bench(name: str, model, new_tokens: int, repeats: int, threads: int) -> None:
+def bench(name: str, model, new_tokens: int, repeats: int, threads: int, prompt=None) -> None:
     model.eval()
-    prompt = np.array([[1] + list(np.random.default_rng(0).integers(3, model.vocab_size, size=7))], dtype=np.int64)
+    if prompt is None:
+        prompt = [1] + list(np.random.default_rng(0).integers(3, model.vocab_size, size=7))
+    prompt = np.array([prompt], dtype=np.int64)
 
     def ours(kind):
         def run(n):
@@ -79,9 +81,12 @@ def main() -> None:
     args = ap.parse_args()
     threads = cores_used()
     for name in args.models.split(","):
-        model = sl.load_model(S260) if name == "stories260K" else build_llama()
-        bench(name if name == "stories260K" else "llama 6x384 vocab 32000 (random)", model, args.new_tokens,
-              args.repeats, threads)
+        if name == "stories260K":            # the real model: a real prompt, "Once upon a time"
+            tok = sl.load_tokenizer(os.path.join(os.path.dirname(S260), "tok512.bin"))
+            bench("stories260K", sl.load_model(S260), args.new_tokens, args.repeats, threads,
+                  tok.encode("Once upon a time", bos=True))
+        else:
+            bench("llama 6x384 vocab 32000 (random)", build_llama(), args.new_tokens, args.repeats, threads)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ import pytest
 from finetune_helpers import INSTRUCTIONS, make_base_run, tiny_model
 from scratchllm.finetune.chat_template import encode_chat, get_template
 from scratchllm.finetune.config import FinetuneConfig
-from scratchllm.finetune.data import (IGNORE, Sample, add_special_tokens, encode_records,
-                                      grow_embeddings, make_sample, pad_batch)
+from scratchllm.finetune.data import (IGNORE, Sample, add_special_tokens, grow_embeddings,
+                                      make_sample, pad_batch)
 from scratchllm.finetune.trainer import finetune
 
 
@@ -101,7 +101,7 @@ def test_resume_is_bit_exact(base, tmp_path, lora):
 
 def test_lora_run_leaves_base_alone_and_writes_a_loadable_model(base, tmp_path):
     import scratchllm as sl
-    from scratchllm.finetune.lora import LoRAConfig, apply_lora, load_adapter
+    from scratchllm.finetune.lora import load_adapter
     folder, _, _ = base
     finetune(_cfg(base, lora=True, lora_targets="c_attn"), tmp_path / "r", progress=False,
              log=lambda m: None)

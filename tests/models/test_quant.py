@@ -84,7 +84,7 @@ def test_int8_greedy_ids_match_float32_on_stories260k():
     assert fp32.tolist() == int8.tolist()
     dec = model.decoder(1, 8)
     assert isinstance(dec.head_weight, Q8Weight) and isinstance(dec.tok, Q8Rows)
-    np.testing.assert_array_equal(dec.tok[np.array([5, 7])], dec.tok.w.dequantize()[[5, 7]])
+    np.testing.assert_allclose(dec.tok[np.array([5, 7])], model.tok_embeddings.weight.data[[5, 7]], atol=0.02)
     set_generation_quant(model, None)
     assert weight_bytes(dec) * 3.4 < weight_bytes(model.decoder(1, 8))      # 1.125 vs 4 bytes a value
 

@@ -18,7 +18,8 @@ from scratchllm.tokenizers import load_tokenizer
 DIR = Path(__file__).resolve().parents[1] / "data" / "stories260K"
 MODEL, TOKENIZER = DIR / "stories260K.bin", DIR / "tok512.bin"
 PROMPT = "Once upon a time"
-PUBLISHED = "there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."
+PUBLISHED = ("there was a little girl named Lily. She loved to play outside in the park. "
+             "One day, she saw a big, red ball.")
 BOS = 1
 
 

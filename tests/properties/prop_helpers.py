@@ -17,11 +17,13 @@ EDGES = [88.0, 88.7, 89.0, -87.3, -104.0, 709.0, 710.0, 1e30, -1e30, 3e38, -3e38
 
 
 def floats(dtype, lo=-1e3, hi=1e3, nonfinite=False, edges=True):
-    """Elements: moderate values, subnormals, and (optionally) edge values and nan/inf."""
+    """Elements: values in [lo, hi] (subnormals among them), the ``EDGES`` (all of them, or only
+    those in [lo, hi] with ``edges="in-range"``; none with False) and, optionally, nan and inf."""
     width = 32 if dtype == np.float32 else 64
     parts = [st.floats(lo, hi, width=width)]
     if edges:
-        parts.append(st.sampled_from([float(np.asarray(e, dtype)) for e in EDGES]))
+        chosen = [e for e in EDGES if edges != "in-range" or lo <= e <= hi]
+        parts.append(st.sampled_from([float(np.asarray(e, dtype)) for e in chosen]))
     if nonfinite:
         parts.append(st.sampled_from([np.nan, np.inf, -np.inf]))
     return st.one_of(*parts)

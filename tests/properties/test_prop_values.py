@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import scratchllm as sl
 import scratchllm.nn.functional as F
-from prop_helpers import PROPS, arrays, compare, floats, shapes
+from prop_helpers import PROPS, arrays, compare, shapes
 
 DTYPES = [np.float64, np.float32]
 CE_MAX = 100.0
@@ -54,7 +54,7 @@ def test_cross_entropy_huge_logits_any_shape(dtype, data):
     # |logits| <= CE_MAX: loss.py computes -log p as (m + log s) - x[y], which cancels for huge
     # logits (x = [1e30, 1e30]: loss 0, torch log 2; float32 [4096, 4096]: 3e-4 off);
     # reported to issue 12. Widen CE_MAX to 3e38 once it computes log(s) - (x[y] - m).
-    x = data.draw(arrays(dtype, lead + (C,), lo=-CE_MAX, hi=CE_MAX, edges=False))
+    x = data.draw(arrays(dtype, lead + (C,), lo=-CE_MAX, hi=CE_MAX, edges="in-range"))   # 88.7: float32 exp's edge
     target = np.asarray(data.draw(st.lists(st.integers(-1, C - 1), min_size=int(np.prod(lead)),
                                            max_size=int(np.prod(lead))))).reshape(lead).astype(np.int64)
     reduction = data.draw(st.sampled_from(["mean", "sum", "none"]))

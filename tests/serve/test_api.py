@@ -111,16 +111,22 @@ def test_max_completion_tokens_and_token_prompt(stories_server, stories_tok):
 
 def test_chat_template_special_tokens_end_the_reply(chat_server, chat_model):
     """The tiny model's tokenizer has ChatML's tokens: the prompt holds their single ids (usage),
-    and a reply never contains <|im_end|> (it is the stop token)."""
+    and the reply ends where the model emits <|im_end|> (finish_reason "stop", the token not shown)."""
     import scratchllm as sl
     from scratchllm.finetune.chat_template import encode_chat
+    from scratchllm.serve.engine import SamplingParams, generate_ids
     tok = sl.load_tokenizer(str(chat_model))
     client = chat_server.client(api_key="sekret")
-    msgs = [{"role": "user", "content": "Héllo wörld 🙂"}]
-    r = client.chat.completions.create(model="tiny-chat", messages=msgs, max_tokens=60, temperature=0)
-    want = encode_chat(get_template("chatml"), tok, msgs, add_generation_prompt=True)[0]
-    assert r.usage.prompt_tokens == len(want)
-    assert "<|im_end|>" not in r.choices[0].message.content
-    streamed = client.chat.completions.create(model="tiny-chat", messages=msgs, max_tokens=60, temperature=0,
-                                              stream=True)
-    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == r.choices[0].message.content
+    for text in ("Héllo wörld 🙂", "café"):          # (greedy: the second reply reaches <|im_end|>)
+        msgs = [{"role": "user", "content": text}]
+        prompt = encode_chat(get_template("chatml"), tok, msgs, add_generation_prompt=True)[0]
+        free, _ = generate_ids(sl.load_model(str(chat_model)), prompt, SamplingParams(max_tokens=60, temperature=0))
+        ends = [k for k, t in enumerate(free) if t in (tok.special_tokens["<|im_end|>"], tok.eos_id)]
+        r = client.chat.completions.create(model="tiny-chat", messages=msgs, max_tokens=60, temperature=0)
+        assert r.usage.prompt_tokens == len(prompt)
+        assert (r.choices[0].finish_reason, r.usage.completion_tokens) == (("stop", ends[0]) if ends else ("length", 60))
+        assert r.choices[0].message.content == tok.decode(free[:r.usage.completion_tokens])
+        streamed = client.chat.completions.create(model="tiny-chat", messages=msgs, max_tokens=60, temperature=0,
+                                                  stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == r.choices[0].message.content
+    assert ends, "the second reply was meant to reach <|im_end|>"

@@ -8,9 +8,11 @@ import pytest
 import scratchllm as sl
 from scratchllm.finetune.chat_template import get_template
 from scratchllm.serve.conversation import Prompter
-from scratchllm.serve.engine import BatchedBackend, Engine, Request, SamplingParams, generate_ids, pick_backend
+from scratchllm.errors import ScratchLLMError
+from scratchllm.serve.engine import (BatchedBackend, Engine, QueueFull, Request, SamplingParams, generate_ids,
+                                     pick_backend)
 
-from serve_helpers import STORIES, STORIES_TOK
+from serve_helpers import STORIES, STORIES_TOK, TEXT
 
 CONFIGS = {
     "gpt-learned": {"model_type": "gpt", "vocab_size": 97, "n_layer": 2, "n_head": 4, "n_embd": 32, "block_size": 64},
@@ -111,7 +113,7 @@ def test_cancel_and_stop_ids():
         assert gate.wait(30)
         assert events[-1] == ("done", "cancelled") and len(events) <= 4
         assert engine.load()["active"] == 0
-        with pytest.raises(sl.errors.ScratchLLMError, match="context"):
+        with pytest.raises(ScratchLLMError, match="context"):
             engine.submit(Request([1] * 60, SamplingParams(max_tokens=10), emit))
     finally:
         engine.close()
@@ -123,7 +125,8 @@ def test_context_policy_drops_oldest_turns_never_the_system_prompt():
     system = {"role": "system", "content": "Be kind."}
     turns = []
     for i in range(6):
-        turns += [{"role": "user", "content": f"question {i} " * 5}, {"role": "assistant", "content": f"answer {i} " * 5}]
+        turns += [{"role": "user", "content": f"question {i} " * 5},
+                  {"role": "assistant", "content": f"answer {i} " * 5}]
     msgs = [system] + turns + [{"role": "user", "content": "last one"}]
     full = len(p.encode(msgs))
     kept, ids = p.fit(msgs, context=full - 30, room=10)
@@ -131,7 +134,27 @@ def test_context_policy_drops_oldest_turns_never_the_system_prompt():
     assert len(ids) + 10 <= full - 30 and len(kept) < len(msgs)
     assert kept[1:] == msgs[len(msgs) - len(kept) + 1:]               # what is kept is the most recent
     assert ids[0] == tok.bos_id and ids == p.encode(kept)
-    with pytest.raises(sl.errors.ScratchLLMError, match="does not fit"):
+    with pytest.raises(ScratchLLMError, match="does not fit"):
         p.fit(msgs, context=20, room=10)
     # ChatML text (no special ids in this vocabulary): the end-of-turn is a stop string; <s>, </s> stop ids
     assert p.stop_strings == ("<|im_end|>",) and p.stop_ids == {tok.bos_id, tok.eos_id}
+
+
+def test_queue_limit():
+    model = sl.models.build_model(CONFIGS["gpt-learned"], generator=sl.Generator(3))
+    engine = Engine(model, slots=1, max_queue=1)                  # not started: nothing leaves the queue
+    params = SamplingParams(max_tokens=5)
+    engine.submit(Request([1, 2], params, lambda kind, value: None))
+    engine.submit(Request([1, 2], params, lambda kind, value: None))
+    with pytest.raises(QueueFull, match="busy"):
+        engine.submit(Request([1, 2], params, lambda kind, value: None))
+    assert engine.load() == {"active": 0, "waiting": 2, "slots": 1}
+
+
+def test_template_end_tokens_become_stop_ids():
+    tok = sl.BPETokenizer.train(TEXT, 300, special_tokens={"<|endoftext|>": 300, "<|im_start|>": 301,
+                                                           "<|im_end|>": 302}, eos="<|endoftext|>")
+    p = Prompter(get_template("chatml"), tok)
+    assert p.native and p.stop_ids == {302, 300} and p.stop_strings == ()
+    ids = p.encode([{"role": "user", "content": "Hi"}])
+    assert ids[0] == 301 and ids.count(302) == 1 and tok.decode(ids).endswith("<|im_start|>assistant\n")

@@ -1,10 +1,13 @@
 """Many clients at once: 16 concurrent streams finish with the replies each gets alone, decoded in
 batches; a client killed mid-stream frees its slot and does not stall the others."""
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,10 +24,16 @@ def _stream(client, prompt, max_tokens, **kw):
 
 def test_sixteen_concurrent_streams_match_their_solo_replies(stories_server):
     client = stories_server.client()
-    solo = [_stream(client, p, 24) for p in PROMPTS]              # one at a time: the reference
+    solo = [_stream(client, p, 48) for p in PROMPTS]              # one at a time: the reference
     before = stories_server.health()
-    with ThreadPoolExecutor(16) as pool:
-        together = list(pool.map(lambda p: _stream(stories_server.client(), p, 24), PROMPTS))
+    clients = [stories_server.client() for _ in PROMPTS]
+    start = threading.Barrier(len(PROMPTS))
+
+    def together_(k):
+        start.wait()                                              # all 16 ask at the same moment
+        return _stream(clients[k], PROMPTS[k], 48)
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        together = list(pool.map(together_, range(len(PROMPTS))))
     assert together == solo
     after = stories_server.wait_idle()
     assert after["active"] == 0 and after["waiting"] == 0
@@ -75,3 +84,19 @@ def test_killed_client_frees_its_slot(plain_server, tmp_path):
             v.kill()
             v.wait()
             v.stdout.close()
+
+
+def test_non_streamed_request_of_a_gone_client_is_cancelled(plain_server):
+    """A client that hangs up while waiting for a (non-streamed) 2000-token reply frees its slot."""
+    before = plain_server.health()
+    port = int(plain_server.url.rsplit(":", 1)[1])
+    body = json.dumps({"model": "tiny-plain", "prompt": "Hello", "max_tokens": 2000, "temperature": 0}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 10
+        while plain_server.health()["active"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert plain_server.health()["active"] == 1
+    h = plain_server.wait_idle(timeout=10)
+    assert h["active"] == 0 and h["rows_stepped"] - before["rows_stepped"] < 1500, h

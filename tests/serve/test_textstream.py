@@ -84,3 +84,12 @@ def test_stop_matcher_cuts_at_the_first_stop(text, stops, cuts):
         assert any(text.startswith(out + s) for s in stops)
     else:
         assert out == text and not any(s in text for s in stops)
+
+
+def test_ids_past_the_tokenizer_show_as_replacement_characters(bpe):
+    """A model whose vocabulary is padded past its tokenizer's (GPT-2's 50304) may sample such an id."""
+    sp = sl.load_tokenizer(str(STORIES_TOK))
+    for tok in (bpe, sp):
+        a, b = tok.encode("Once upon")[:2]
+        want = tok.decode([a]) + "\ufffd" + tok.decode([a, b])[len(tok.decode([a])):]
+        assert "".join(_pieces(tok, [a, 10_000, b])) == want

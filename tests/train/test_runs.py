@@ -173,7 +173,9 @@ def test_stale_lock_of_a_dead_process_is_taken_over(run_copy, capsys):
     dead.wait()
     (run_copy / LOCK_NAME).write_text(f"{dead.pid}\n")
     assert train("--no-progress", "--out", run_copy, "--resume", "--max-steps", 5) == 0
-    assert "step 5/5" in capsys.readouterr().out and not (run_copy / LOCK_NAME).exists()
+    out = capsys.readouterr().out
+    assert f"taking over the lock of process {dead.pid}, which is no longer running" in out
+    assert "step 5/5" in out and not (run_copy / LOCK_NAME).exists()
 
 
 @pytest.mark.parametrize("damage, pattern", [

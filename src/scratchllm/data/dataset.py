@@ -104,10 +104,9 @@ def check_token_files(data_dir, meta: dict) -> None:
     counts give, and (for files written since checksums were kept) the same SHA-256."""
     folder = Path(data_dir)
     redo = f"; delete the folder {folder} and run again to tokenize the corpus anew"
-    try:
-        itemsize = xp.dtype(meta["dtype"]).itemsize
-    except (KeyError, TypeError):
-        raise ScratchLLMError(f"{folder / META}: no valid 'dtype' for the token files{redo}") from None
+    if not isinstance(meta, dict) or meta.get("dtype") not in ("uint16", "uint32"):
+        raise ScratchLLMError(f"{folder / META}: 'dtype' must be uint16 or uint32{redo}")
+    itemsize = xp.dtype(meta["dtype"]).itemsize
     for part in ("train", "val"):
         path, n = folder / f"{part}.bin", meta.get(f"{part}_tokens")
         if type(n) is not int or n < 0:

@@ -20,8 +20,8 @@ Named templates (:func:`get_template`):
 ``"llama3"``  ``<|begin_of_text|><|start_header_id|>user<|end_header_id|>\\n\\nHi<|eot_id|>...``
               (Meta Llama 3 Instruct: each content is stripped, as its official template does)
 ``"hf"``      the Jinja2 ``chat_template`` of an HF folder's tokenizer_config.json (or its
-              chat_template.jinja): pass the folder, the json file, or the parsed dict to
-              :func:`get_template`. Rendered like transformers' ``apply_chat_template``: a
+              chat_template.jinja): pass the folder, the json file (either may be written
+              ``"hf:PATH"``), or the parsed dict to :func:`get_template`. Rendered like transformers' ``apply_chat_template``: a
               sandboxed Jinja2 environment (ImmutableSandboxedEnvironment, trim_blocks,
               lstrip_blocks, loopcontrols), ``raise_exception``, ``tojson``, ``strftime_now``,
               the tokenizer's ``bos_token``/``eos_token``/... and ``add_generation_prompt``.
@@ -284,8 +284,9 @@ def _read_hf_config(path: str) -> tuple[str, dict]:
 
 
 def get_template(spec) -> ChatTemplate:
-    """A template by name ("alpaca", "chatml", "llama3"), HF folder / tokenizer_config.json path,
-    parsed tokenizer_config dict, or an existing ChatTemplate (returned as is)."""
+    """A template by name ("alpaca", "chatml", "llama3"), HF folder / tokenizer_config.json path
+    (optionally written "hf:PATH"), parsed tokenizer_config dict, or an existing ChatTemplate
+    (returned as is)."""
     if isinstance(spec, ChatTemplate):
         return spec
     if isinstance(spec, dict):
@@ -296,6 +297,10 @@ def get_template(spec) -> ChatTemplate:
     spec = os.fspath(spec)
     if spec in _BUILTIN:
         return _BUILTIN[spec]()
+    if spec.startswith("hf:"):                      # "hf:PATH", explicit
+        spec = spec[3:]
+        if not os.path.exists(spec):
+            raise ValueError(f"chat template: {spec} not found (hf:FOLDER or hf:tokenizer_config.json)")
     if os.path.exists(spec):
         source, config = _read_hf_config(spec)
         return hf_template(source, config, name=f"hf:{spec}")

@@ -369,14 +369,15 @@ class Finetuner:
             self.log(f"val loss before fine-tuning: {self.val_before:.4f}" + _fmt(st))
         bar = tqdm(total=c.max_steps, initial=self.step, disable=not self.progress, unit="step",
                    dynamic_ncols=True, file=sys.stderr)
-        stats, text, loss = {}, None, float("nan")
+        self.stats, self.text, loss = {}, None, float("nan")
         self.model.train()
-        saved_at = self.step
+        saved_at, out_of_time = self.step, False
         while self.step < c.max_steps:
             if stop_at_step is not None and self.step >= stop_at_step:
                 break
             if c.max_minutes and time.perf_counter() - self.t0 >= c.max_minutes * 60:
                 self.log(f"time budget of {c.max_minutes} minutes reached at step {self.step}")
+                out_of_time = True
                 break
             lr = self.lr_at(self.step)
             loss, train_stats = self.train_step()
@@ -386,34 +387,44 @@ class Finetuner:
                 row = {"step": self.step, "loss": round(loss, 6), "lr": lr,
                        "elapsed_s": round(self.elapsed(), 3), **_rounded(train_stats, "train_")}
                 if is_eval:
-                    val, stats = self.evaluate()
-                    self.last_val = val
-                    is_best = self.best_val is None or val < self.best_val
-                    self.best_val = val if is_best else self.best_val
-                    self.save_checkpoint(is_best)
+                    self._eval_and_save(row, bar)
                     saved_at = self.step
-                    row.update({"val_loss": round(val, 6), **_rounded(stats)})
-                    self.metrics.append(row)
-                    plot_losses(self.metrics.read(), self.out / "loss.png",
-                                title=f"fine-tuning ({'DPO' if c.dpo else 'SFT'}"
-                                      f"{', LoRA' if c.lora else ''}): {self.out.name}")
-                    if c.sample_tokens:
-                        text = self.sample()
-                        bar.write(f"step {self.step}: val loss {val:.4f}{_fmt(stats)}\n"
-                                  f"  sample reply: {text!r}", file=sys.stderr)
                 else:
                     self.metrics.append(row)
                 bar.set_postfix_str(f"loss {loss:.3f}" + (f" val {self.last_val:.3f}"
                                                           if self.last_val is not None else ""),
                                     refresh=False)
-        bar.close()
-        if saved_at != self.step and self.step > 0:
+        if out_of_time and saved_at != self.step and self.step > 0:   # end with an evaluation
+            self._eval_and_save({"step": self.step, "loss": round(loss, 6),
+                                 "lr": self.lr_at(self.step - 1),
+                                 "elapsed_s": round(self.elapsed(), 3)}, bar)
+        elif saved_at != self.step and self.step > 0:
             self.save_checkpoint(is_best=False)
+        bar.close()
         if self.best_val is not None:
             self.log(f"val loss {self.val_before:.4f} before, best {self.best_val:.4f}; model in "
                      f"{self.out}" + (f", adapter in {self.out / 'adapter'}" if c.lora else ""))
-        return FinetuneResult(self.step, self.val_before, self.best_val, self.last_val, stats,
-                              text, self.out)
+        return FinetuneResult(self.step, self.val_before, self.best_val, self.last_val, self.stats,
+                              self.text, self.out)
+
+    def _eval_and_save(self, row: dict, bar) -> None:
+        """Evaluate, checkpoint (publishing the model when it is the best so far), log, plot,
+        print a sample reply."""
+        c = self.cfg
+        val, self.stats = self.evaluate()
+        self.last_val = val
+        is_best = self.best_val is None or val < self.best_val
+        self.best_val = val if is_best else self.best_val
+        self.save_checkpoint(is_best)
+        row.update({"val_loss": round(val, 6), **_rounded(self.stats)})
+        self.metrics.append(row)
+        plot_losses(self.metrics.read(), self.out / "loss.png",
+                    title=f"fine-tuning ({'DPO' if c.dpo else 'SFT'}{', LoRA' if c.lora else ''}): "
+                          f"{self.out.name}")
+        if c.sample_tokens:
+            self.text = self.sample()
+            bar.write(f"step {self.step}: val loss {val:.4f}{_fmt(self.stats)}\n"
+                      f"  sample reply: {self.text!r}", file=sys.stderr)
 
 
 def _rounded(stats: dict, prefix: str = "") -> dict:

@@ -142,8 +142,8 @@ def read_gguf(path) -> tuple:
         names[ours] = name
     check_state_dict(state, config, g.path, names)
     if arch == "gpt2" and "output.weight" in g.tensors:
-        out = g.array("output.weight")
-        if out.shape != state["transformer.wte.weight"].shape or not xp.array_equal(out, state["transformer.wte.weight"]):
+        out, wte = g.array("output.weight"), state["transformer.wte.weight"]
+        if out.shape != wte.shape or not xp.array_equal(out, wte):
             raise ScratchLLMError(f"{g.path}: output.weight differs from token_embd.weight; scratchllm's GPT-2 "
                                   f"ties its head to the embedding")
     return config, state

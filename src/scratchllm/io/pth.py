@@ -12,7 +12,7 @@ names ``os.system`` is rejected and nothing runs.
 
 A file is read in three steps, each bounded by the file's own size, never by a number in it:
 
-1. the pickle (at most 64 MiB) is scanned opcode by opcode (``pickletools``) before it is
+1. the pickle (at most 16 MiB) is scanned opcode by opcode (``pickletools``) before it is
    loaded: lengths beyond the data (a ``BINBYTES8`` of 2**40 bytes), memo indices beyond the
    data and the opcodes that build arbitrary objects are refused;
 2. it is loaded into *descriptions* of tensors (storage, offset, size, stride), each checked
@@ -46,7 +46,7 @@ from ..backend import xp
 from ..errors import ScratchLLMError
 from .safetensors_file import bf16_to_f32
 
-MAX_PICKLE = 64 << 20
+MAX_PICKLE = 16 << 20    # a 70B model's state-dict pickle is ~0.1 MiB
 MAX_DIMS = 64
 _STORAGES = {"FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
              "DoubleStorage": "float64", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",

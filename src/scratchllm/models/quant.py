@@ -3,8 +3,8 @@
 As llama2.c's ``runq.c`` does it, a matrix-vector product ``y = W x`` becomes
 
     x  -> xq (int8), xs:  per group of 32 inputs, s = max|x| / 127, q = round(x / s)
-    W  -> wq (int8), ws:  the same per row and group (once, when the decoder is made)
-    y[o] = sum over groups g of  (sum_k xq[g,k] * wq[o,g,k]) * ws[o,g] * xs[g]
+    W  -> wq (int8), ws:  the same per output and group of 32 inputs (when the decoder is made)
+    y[o] = sum over groups g of  (sum_k xq[g,k] * wq[g,k,o]) * ws[g,o] * xs[g]
                                   ^ an exact int32 dot of 32 int8 products
 
 so the weights take 1 + 4/32 = 1.125 bytes per value instead of 4, and a token step, which
@@ -73,29 +73,45 @@ def quantize_groups(x, group: int = GROUP):
     return q.reshape(N, -1), s.astype(xp.float32)
 
 
-def q8_matmul_numpy(xq, xs, wq, ws):
-    """(N, Kp) int8 x (O, Kp) int8 with scales (N, G), (O, G) -> (N, O) float32.
+def quantize_columns(wt):
+    """A transposed weight wt (K, O) -> (q int8 (Kp, O), s float32 (Kp/32, O)): the groups of 32
+    run down the columns (along the input dimension), as ``quantize_groups`` of wt.T."""
+    wt = xp.ascontiguousarray(wt, dtype=xp.float32)
+    k = _kernel()
+    if k is not None:
+        G = -(-wt.shape[0] // GROUP)
+        q, s = xp.empty((G * GROUP, wt.shape[1]), dtype=xp.int8), xp.empty((G, wt.shape[1]), dtype=xp.float32)
+        k.quantize_cols(wt, q, s)
+        return q, s
+    q, s = quantize_groups(wt.T)
+    return xp.ascontiguousarray(q.T), xp.ascontiguousarray(s.T)
 
-    Per group an exact integer dot (float32 GEMM of small integers), then scaled and summed
-    over the groups in order, as the numba loop does.
+
+def q8_matmul_numpy(xq, xs, wq, ws):
+    """(N, Kp) int8 times (Kp, O) int8 with scales (N, G), (G, O) -> (N, O) float32.
+
+    Per group an exact integer dot (a float32 GEMM of small integers), then scaled and
+    summed over the groups in order, as the numba loop does.
     """
     N, Kp = xq.shape
-    O, G = wq.shape[0], Kp // GROUP
-    xf = xq.reshape(N, G, GROUP).astype(xp.float32).transpose(1, 2, 0)            # (G, 32, N)
-    xs_t = xs.T[:, None, :]                                                       # (G, 1, N)
+    O = wq.shape[1]
     out = xp.empty((N, O), dtype=xp.float32)
-    rows = max(1, _CHUNK_BYTES // (Kp * 4))
-    for r in range(0, O, rows):
-        wf = wq[r:r + rows].reshape(-1, G, GROUP).astype(xp.float32).transpose(1, 0, 2)   # (G, R, 32)
-        dots = wf @ xf                                                            # (G, R, N), exact
-        dots *= ws[r:r + rows].T[:, :, None]
-        dots *= xs_t
-        out[:, r:r + rows] = dots.sum(axis=0).T
+    cols = max(1, _CHUNK_BYTES // (GROUP * 4))
+    for c in range(0, O, cols):
+        val = xp.zeros((N, min(cols, O - c)), dtype=xp.float32)
+        for g in range(Kp // GROUP):
+            rows = slice(g * GROUP, (g + 1) * GROUP)
+            dots = xq[:, rows].astype(xp.float32) @ wq[rows, c:c + cols].astype(xp.float32)   # exact
+            dots *= ws[g, c:c + cols]
+            dots *= xs[:, g:g + 1]
+            val += dots
+        out[:, c:c + cols] = val
     return out
 
 
 class Q8Weight:
-    """A weight W (out, in) as int8 ``q`` (out, Kp) and float32 scales ``s`` (out, Kp/32).
+    """A weight W (out, in) kept as its transpose (in, out) in int8: ``q`` (Kp, out) and float32
+    scales ``s`` (Kp/32, out), one per group of 32 inputs of each output.
 
     It stands for the transposed weight (in, out) that the decoders multiply with:
     ``x (N, in) @ q8`` -> (N, out). ``shape`` is therefore (in, out).
@@ -112,17 +128,17 @@ class Q8Weight:
         w = xp.asarray(w)
         if w.ndim != 2:
             raise ScratchLLMError(f"Q8Weight.quantize: expected a matrix (out, in), got shape {w.shape}")
-        q, s = quantize_groups(w)
-        return cls(q, s, w.shape[1])
+        return cls.from_transposed(w.T)
 
     @classmethod
     def from_transposed(cls, wt):
-        """A decoder's transposed weight (in, out) -> Q8Weight of W = wt.T."""
-        return cls.quantize(xp.ascontiguousarray(xp.asarray(wt).T))
+        """A decoder's transposed weight wt (in, out) -> Q8Weight of W = wt.T."""
+        q, s = quantize_columns(wt)
+        return cls(q, s, wt.shape[0])
 
     @property
     def shape(self) -> tuple:
-        return (self.n_in, self.q.shape[0])
+        return (self.n_in, self.q.shape[1])
 
     @property
     def nbytes(self) -> int:
@@ -130,9 +146,9 @@ class Q8Weight:
 
     def dequantize(self):
         """-> W (out, in) float32."""
-        O = self.q.shape[0]
-        w = self.q.reshape(O, -1, GROUP).astype(xp.float32) * self.s[:, :, None]
-        return w.reshape(O, -1)[:, :self.n_in]
+        O = self.q.shape[1]
+        wt = self.q.reshape(-1, GROUP, O).astype(xp.float32) * self.s[:, None, :]
+        return xp.ascontiguousarray(wt.reshape(-1, O)[:self.n_in].T)
 
     def matmul(self, x, bias=None):
         """x (N, in) -> x W^T (+ bias) (N, out), float32 (the decoders' ``matmul(x, wt, bias=)``)."""
@@ -149,14 +165,14 @@ class Q8Weight:
         xq, xs = quantize_groups(x.reshape(-1, self.n_in))
         k = _kernel()
         if k is not None:
-            out = xp.empty((xq.shape[0], self.q.shape[0]), dtype=xp.float32)
+            out = xp.empty((xq.shape[0], self.q.shape[1]), dtype=xp.float32)
             k.q8_matmul(xq, xs, self.q, self.s, out)
         else:
             out = q8_matmul_numpy(xq, xs, self.q, self.s)
-        return out.reshape(*lead, self.q.shape[0])
+        return out.reshape(*lead, self.q.shape[1])
 
     def __repr__(self) -> str:
-        return f"Q8Weight(out={self.q.shape[0]}, in={self.n_in}, group={GROUP})"
+        return f"Q8Weight(out={self.q.shape[1]}, in={self.n_in}, group={GROUP})"
 
 
 class Q8Rows:
@@ -165,17 +181,17 @@ class Q8Rows:
     dtype = xp.dtype(xp.float32)
 
     def __init__(self, table):
-        self.w = Q8Weight.quantize(table)
+        self.q, self.s = quantize_groups(table)                         # (V, Cp) int8, (V, Cp/32)
         self.shape = tuple(table.shape)
 
     @property
     def nbytes(self) -> int:
-        return self.w.nbytes
+        return self.q.nbytes + self.s.nbytes
 
     def __getitem__(self, ids):
-        q, s = self.w.q[ids], self.w.s[ids]                            # (..., Kp), (..., G)
+        q, s = self.q[ids], self.s[ids]                                 # (..., Cp), (..., G)
         rows = q.reshape(*q.shape[:-1], -1, GROUP).astype(xp.float32) * s[..., None]
-        return rows.reshape(*q.shape[:-1], -1)[..., :self.w.n_in]
+        return rows.reshape(*q.shape[:-1], -1)[..., :self.shape[1]]
 
 
 def _quantize_item(v):

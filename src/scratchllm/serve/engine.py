@@ -25,10 +25,12 @@ one decoder instance, ``BatchedBackend``:
 - its ``attention(layer, q, k, v)`` by a loop that points the decoder's ``cache`` at each row's
   own ``KVCache`` (``model.new_cache(1, n)``) and calls the original attention for that row.
 
-A probe at start-up checks the batched step against plain ``model.decoder(1, n)`` on two prompts
-of different lengths; if it does not match (or the decoder's insides changed shape),
-the engine falls back to ``SerialBackend``: one decoder per request, stepped in turn, a fair
-round-robin (each active request gets one token per round) with no batching gain.
+models/decode.py lists these hooks as kept stable for this module. A probe at start-up still
+checks the batched step against plain ``model.decoder(1, n)`` on two prompts of different
+lengths; if it does not match (or the decoder's insides changed shape), the engine falls back to
+``SerialBackend`` (``scratchllm serve`` says so at start and in /health): one decoder per
+request, stepped in turn, a fair round-robin (each active request gets one token per round)
+with no batching gain.
 
 Determinism: a forward always has at least two rows (a lone row is computed twice), because
 BLAS computes a one-row product with GEMV and a many-row one with GEMM, whose rounding differs;
@@ -76,7 +78,7 @@ class Request:
         self.id = next(Request._counter)
         self.prompt = xp.asarray(list(prompt_ids), dtype=xp.int64)
         self.params = params
-        self.emit = emit
+        self._emit = emit
         self.cancelled = False
         self.generated = 0
         self.last = None
@@ -87,6 +89,12 @@ class Request:
     def cancel(self) -> None:
         """Ask the engine to drop this request (its slot is freed before the next step)."""
         self.cancelled = True
+
+    def emit(self, kind: str, value) -> None:
+        try:
+            self._emit(kind, value)
+        except Exception:  # noqa: BLE001  a receiver that fails (its client is gone) ends the request
+            self.cancelled = True
 
 
 # ------------------------------------------------------------------------------ backends
@@ -321,10 +329,11 @@ class Engine:
         try:
             req.state = self.backend.new_state(len(req.prompt) + req.params.max_tokens)
             logits = self.backend.forward([req.state], req.prompt[None, :])
+            alive = self._take(req, logits[0])
         except Exception as e:  # noqa: BLE001  one bad request must not stop the server
             req.emit("error", f"{type(e).__name__}: {e}")
             return
-        if self._take(req, logits[0]):
+        if alive:
             with self._cv:
                 self._active.append(req)
 
@@ -350,7 +359,13 @@ class Engine:
             return
         self.steps += 1
         self.rows_stepped += len(rows)
-        keep = [r for b, r in enumerate(rows) if self._take(r, logits[b])]
+        keep = []
+        for b, r in enumerate(rows):
+            try:
+                if self._take(r, logits[b]):
+                    keep.append(r)
+            except Exception as e:  # noqa: BLE001
+                r.emit("error", f"{type(e).__name__}: {e}")
         with self._cv:
             self._active = keep
 

@@ -37,10 +37,19 @@ class Detokenizer:
         self._pending: list[int] = []
 
     def push(self, token_id: int) -> str:
+        """The text that ``token_id`` completes; an id the tokenizer does not know (a model whose
+        vocabulary is padded past the tokenizer's) shows as U+FFFD."""
         if self.bytes_mode:
-            return self._utf8.decode(self.tok.id_to_bytes(int(token_id)))
+            try:
+                return self._utf8.decode(self.tok.id_to_bytes(int(token_id)))
+            except (KeyError, ValueError):
+                return self._utf8.decode(b"\xff")                       # an invalid byte: U+FFFD
         self._pending.append(int(token_id))
-        text = self._text()
+        try:
+            text = self._text()
+        except (KeyError, ValueError):
+            self._pending.pop()
+            return "\ufffd"
         if text.endswith("\ufffd"):
             return ""
         self._context = (self._context + self._pending)[-self.CONTEXT:]

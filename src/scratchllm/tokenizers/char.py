@@ -90,7 +90,10 @@ class CharTokenizer:
         if not isinstance(d, dict) or d.get("format") != FORMAT or not isinstance(d.get("chars"), list):
             raise ScratchLLMError(f"{source}: not a character tokenizer file "
                                   f"(expected a JSON object with \"format\": \"{FORMAT}\" and \"chars\")")
-        return cls(d["chars"])
+        try:
+            return cls(d["chars"])
+        except ScratchLLMError as e:
+            raise ScratchLLMError(f"{source}: {e}") from None
 
     @classmethod
     def load(cls, path) -> "CharTokenizer":

@@ -30,8 +30,8 @@ from .hf_bpe import HFBPE
 from .hf_pipeline import (WS_CLASS, Piece, build_decoder, build_normalizer, build_pre_tokenizer,
                           build_template)
 
-__all__ = ["HFTokenizer", "load_hf_tokenizer", "load_vocab_merges", "read_tokenizer_config",
-           "chat_template_of", "attach_config"]
+__all__ = ["HFTokenizer", "load_hf_tokenizer", "hf_from_spec", "load_vocab_merges",
+           "read_tokenizer_config", "chat_template_of", "attach_config"]
 
 SPACE = "\u2581"
 _WORDS = re.compile(f"{SPACE}*[^{SPACE}]+|{SPACE}+")
@@ -89,7 +89,7 @@ class HFTokenizer:
         self.special_tokens = {a.content: a.id for a in self.added if a.special}
         self._match_cache: dict = {}
         self._vocab_size = None
-        self._by_word = self._words_are_independent()
+        self._by_word = self._words_are_independent(spec.get("pre_tokenizer"))
         self.chat_template = chat_template
         self._set_special_ids(config or {})
 
@@ -243,12 +243,15 @@ class HFTokenizer:
             ids = [i for k, i in enumerate(ids) if not (i == u and k and ids[k - 1] == u)]
         return ids
 
-    def _words_are_independent(self) -> bool:
-        """SentencePiece-style files have no pre-tokenizer, so a whole text is one pre-token.
-        When no merge makes a token with "▁" after another character, merges never cross the
-        start of a "▁"-word, and the words can be merged one by one (and cached): exact, fast."""
+    def _words_are_independent(self, pre_spec) -> bool:
+        """SentencePiece-style files have no pre-tokenizer (or a Metaspace one that does not
+        split), so a whole text is one pre-token. When no merge makes a token with "▁" after
+        another character, merges never cross the start of a "▁"-word, and the words can be
+        merged one by one (and cached): exact, and fast."""
         m = self.model
-        if self.pre_tokenizer is not None or m.prefix or m.suffix or SPACE not in m.vocab:
+        whole = pre_spec is None or (isinstance(pre_spec, dict) and pre_spec.get("type") == "Metaspace"
+                                     and pre_spec.get("replacement") == SPACE and pre_spec.get("split") is False)
+        if not whole or m.prefix or m.suffix or SPACE not in m.vocab:
             return False
         if m.byte_fallback and None in m._byte_ids:
             return False

@@ -390,13 +390,15 @@ def build_template(spec, where: str) -> tuple[list[int], list[int]]:
         before, after, seen_a = [], [], False
         for k, item in enumerate(_field(spec, "single", where, list)):
             if not isinstance(item, dict) or len(item) != 1:
-                raise FileFormatError(f"{where}.single[{k}]: expected {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}}")
+                raise FileFormatError(f"{where}.single[{k}]: expected {{\"SpecialToken\": ...}} or "
+                                      "{\"Sequence\": ...}")
             (tag, body), = item.items()
             if tag == "Sequence":
                 seen_a = True
                 continue
             name = body.get("id") if isinstance(body, dict) else None
-            ids = (specials.get(name) or {}).get("ids") if isinstance(specials.get(name), dict) else None
+            entry = specials.get(name) if isinstance(name, str) else None
+            ids = entry.get("ids") if isinstance(entry, dict) else None
             if tag != "SpecialToken" or not isinstance(ids, list) or not all(type(i) is int for i in ids):
                 raise FileFormatError(f"{where}.single[{k}]: special token {name!r} has no ids in "
                                  f"{where}.special_tokens")

@@ -19,7 +19,7 @@ The labels, in the order a checkpoint at an evaluation step reaches them::
     ckpt.<name>.swapped       <name>.tmp/ is <name>/, <name>.old/ not yet removed
     mirror.file               after each model file linked from best/ into the run folder
     json.written              a JSON file written in full under its temporary name, not renamed
-    data.file                 after each token file (train.bin, val.bin) of a fresh run
+    data.file                 a fresh run's token files and meta.json written, no checkpoint yet
     repair                    after each repair step of a resumed run (best/, run folder, plot)
 """
 from __future__ import annotations

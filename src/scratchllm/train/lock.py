@@ -49,6 +49,7 @@ class RunLock:
     def __init__(self, run_dir):
         self.path = Path(run_dir) / LOCK_NAME
         self.fd = None
+        self.taken_over = None        # the pid of a dead process whose lock file was there
 
     @property
     def held(self) -> bool:
@@ -59,7 +60,14 @@ class RunLock:
             return
         for _ in range(5):                      # the file may be replaced under us: try again
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            if self._lock(fd):
+            try:
+                locked = self._lock(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if locked:
+                stale = _read_pid(self.path)
+                self.taken_over = stale if stale not in (None, os.getpid()) else None
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
                 self.fd = fd
@@ -71,13 +79,15 @@ class RunLock:
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 self._busy(_read_pid(self.path))
-            # the owner may have removed the file between our open and our flock
-            try:
-                return os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                return False
+            except OSError:              # no flock on this file system (some NFS): the pid file alone
+                pass
+            else:                        # the owner may have removed the file between our open and flock
+                try:
+                    return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                except FileNotFoundError:
+                    return False
         pid = _read_pid(self.path)
         return pid is None or pid == os.getpid() or not pid_alive(pid)
 

@@ -8,7 +8,9 @@ validation loss over ``eval_batches`` fixed batches, a checkpoint (``latest/``, 
 
 Everything random comes from seeded generators whose states are saved in the checkpoint,
 so ``train(cfg, out)`` stopped at step N and continued with ``resume=True`` ends with the
-same weights, bit for bit, as one uninterrupted run.
+same weights, bit for bit, as one uninterrupted run; so does a run killed (SIGKILL) at any
+moment, writes included (the write order and the repair on resume: checkpoint.py,
+recovery.py; tested by tests/train/test_crash_safety.py). One process per run folder (lock.py).
 
 >>> result = train(preset_config("shakespeare-char"), "runs/shakespeare-char")   # doctest: +SKIP
 >>> result.best_val_loss                                                          # doctest: +SKIP
@@ -116,6 +118,8 @@ class Trainer:
         """Lock the run folder, tidy what a crash left, and look again (under the lock) at what it holds."""
         with write_errors(self.out):
             self.lock.acquire()
+        if self.lock.taken_over:
+            self.log(f"taking over the lock of process {self.lock.taken_over}, which is no longer running")
         clean_leftovers(self.out)
         return check_run_folder(self.cfg, self.out, resume)
 
@@ -388,7 +392,8 @@ class Trainer:
 
     def _plot(self) -> None:
         if self.is_writer:
-            plot_losses(self.metrics.read(), self.out / "loss.png", title=f"{self.cfg.preset or 'run'}: {self.out.name}")
+            plot_losses(self.metrics.read(), self.out / "loss.png",
+                        title=f"{self.cfg.preset or 'run'}: {self.out.name}")
 
     def _postfix(self, loss: float, tps: float) -> str:
         val = f" val {self.last_val:.3f}" if self.last_val is not None else ""
