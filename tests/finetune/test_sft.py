@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from finetune_helpers import INSTRUCTIONS, make_base_run, tiny_model
+from finetune_helpers import INSTRUCTIONS, PREFERENCES, make_base_run, tiny_model
 from scratchllm.finetune.chat_template import encode_chat, get_template
 from scratchllm.finetune.config import FinetuneConfig
 from scratchllm.finetune.data import (IGNORE, Sample, add_special_tokens, grow_embeddings,
@@ -81,9 +81,14 @@ def _cfg(base, **kw):
     return FinetuneConfig(**d)
 
 
-@pytest.mark.parametrize("lora", [False, True])
-def test_resume_is_bit_exact(base, tmp_path, lora):
+@pytest.mark.parametrize("lora,dpo", [(False, False), (True, False), (True, True)])
+def test_resume_is_bit_exact(base, tmp_path, lora, dpo):
     kw = dict(lora=True, lora_r=2, lora_dropout=0.2) if lora else {}
+    if dpo:
+        prefs = [r for r in json.loads(PREFERENCES.read_text())[:80]
+                 if len(r["chosen"]) + len(r["rejected"]) < 120][:16]
+        (tmp_path / "prefs.json").write_text(json.dumps(prefs))
+        kw.update(dpo=True, data=[str(tmp_path / "prefs.json")], val_fraction=0.2)
     whole = finetune(_cfg(base, **kw), tmp_path / "whole", progress=False, log=lambda m: None)
     finetune(_cfg(base, **kw), tmp_path / "cut", stop_at_step=4, progress=False, log=lambda m: None)
     again = finetune(_cfg(base, **kw), tmp_path / "cut", resume=True, progress=False,
@@ -96,23 +101,30 @@ def test_resume_is_bit_exact(base, tmp_path, lora):
     rows = lambda p: [{k: v for k, v in json.loads(l).items() if k != "elapsed_s"}  # noqa: E731
                       for l in (p / "metrics.jsonl").read_text().splitlines()]
     assert rows(tmp_path / "whole") == rows(tmp_path / "cut")
-    assert whole.best_val_loss < whole.val_before
+    assert whole.best_val_loss < whole.val_before or dpo
 
 
-def test_lora_run_leaves_base_alone_and_writes_a_loadable_model(base, tmp_path):
+@pytest.mark.parametrize("arch,targets", [("gpt", "c_attn"), ("llama", "q,k,up")])
+def test_lora_run_leaves_base_alone_and_writes_a_loadable_model(base, tmp_path, arch, targets):
     import scratchllm as sl
     from scratchllm.finetune.lora import load_adapter
-    folder, _, _ = base
-    finetune(_cfg(base, lora=True, lora_targets="c_attn"), tmp_path / "r", progress=False,
-             log=lambda m: None)
+    folder, _, data = base
+    if arch == "llama":
+        folder = tmp_path / "llama_base"
+        make_base_run(folder, arch="llama")
+    before = (folder / "model.safetensors").read_bytes()
+    finetune(_cfg((folder, None, data), lora=True, lora_targets=targets, template="chatml"),
+             tmp_path / "r", progress=False, log=lambda m: None)
+    assert (folder / "model.safetensors").read_bytes() == before
     merged = sl.load_model(str(tmp_path / "r"))                  # a whole model, adapters merged
     again = sl.load_model(str(folder))
     grow_embeddings(again, merged.vocab_size)
     load_adapter(again, tmp_path / "r" / "adapter")
     ids = np.array([[5, 9, 33, 2]])
     np.testing.assert_allclose(merged(ids).numpy(), again(ids).numpy(), rtol=1e-4, atol=1e-5)
+    want = ["c_attn"] if arch == "gpt" else ["k_proj", "q_proj", "up_proj"]
     assert json.loads((tmp_path / "r" / "adapter" / "adapter_config.json").read_text())[
-        "target_modules"] == ["c_attn"]
+        "target_modules"] == want
 
 
 BAD = {

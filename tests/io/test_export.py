@@ -171,14 +171,15 @@ def test_llama2c_v1_export_equals_the_model_and_tokenizer_bin_is_llama2c_s(tmp_p
 def test_llama2c_v2_export_is_export_py_q8_0(tmp_path):
     export(MODEL, "llama2c", tmp_path / "q.bin", type="q8_0")
     raw = (tmp_path / "q.bin").read_bytes()
-    assert struct.unpack("<Ii7iBi", raw[:41])[1] == 2 and struct.unpack("<i", raw[37:41])[0] == 64
+    # group 4: runq.c needs it to divide hidden_dim 172 as well as dim 64 (export.py would pick 64)
+    assert struct.unpack("<Ii7iBi", raw[:41])[1] == 2 and struct.unpack("<i", raw[37:41])[0] == 4
     c0, s0 = read_checkpoint(MODEL)
     c1, s1 = read_checkpoint(tmp_path / "q.bin")
     for k, w in s0.items():
         if w.ndim == 2:
-            q, s = quantize_q80(w, 64)
+            q, s = quantize_q80(w, 4)
             np.testing.assert_array_equal(s1[k], (q.astype(np.float32) * s[:, None]).reshape(w.shape))
-            assert np.abs(s1[k] - w).max() <= np.abs(w).max() / 254 + 1e-7
+            assert np.abs(s1[k] - w).max() <= np.abs(w).max() / 254 + 1e-6
         else:
             np.testing.assert_array_equal(s1[k], w)
 
@@ -209,3 +210,15 @@ def test_generate_reads_a_gguf_file_with_its_tokenizer(tmp_path, capsys):
     want = capsys.readouterr().out
     assert main(["generate", "--model", str(tmp_path / "g" / "s.gguf")] + args) == 0
     assert capsys.readouterr().out == want
+
+
+def test_llama2c_v2_group_64_when_the_sizes_allow(tmp_path):
+    model = _scaled(build_model(LlamaConfig(vocab_size=96, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                                            hidden_dim=192, max_seq_len=32)), 5)
+    model.save_pretrained(tmp_path / "m")
+    export(tmp_path / "m", "llama2c", tmp_path / "q.bin", type="q8_0")
+    assert struct.unpack("<i", (tmp_path / "q.bin").read_bytes()[37:41])[0] == 64
+    _, back = read_checkpoint(tmp_path / "q.bin")
+    w = model.state_dict()["output.weight"]
+    q, s = quantize_q80(w, 64)
+    np.testing.assert_array_equal(back["output.weight"], (q.astype(np.float32) * s[:, None]).reshape(w.shape))

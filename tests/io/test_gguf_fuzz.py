@@ -91,3 +91,12 @@ def test_huge_counts_in_metadata_are_refused_before_any_allocation(tmp_path):
         write_gguf(tmp_path / "h.gguf", base + extra, tensors)
         with pytest.raises(ScratchLLMError, match=match):
             read_gguf(tmp_path / "h.gguf")
+
+
+def test_deeply_nested_arrays_are_refused(tmp_path):
+    nested = struct.pack("<IQ", 9, 1) * 5000 + struct.pack("<IQ", 4, 0)   # array of array of ... of u32
+    key = b"x"
+    blob = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key + struct.pack("<I", 9) + nested
+    (tmp_path / "n.gguf").write_bytes(blob)
+    with pytest.raises(ScratchLLMError, match="nests arrays"):
+        GGUFFile(tmp_path / "n.gguf")

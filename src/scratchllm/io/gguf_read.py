@@ -32,6 +32,7 @@ from . import gguf_quant as Q
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4
+MAX_NESTING = 8           # arrays of arrays: llama.cpp itself reads none; a bound keeps recursion shallow
 # value type -> (struct code, size); 7 is bool, 8 string, 9 array
 _SCALARS = {0: ("B", 1), 1: ("b", 1), 2: ("H", 2), 3: ("h", 2), 4: ("I", 4), 5: ("i", 4), 6: ("f", 4),
             7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8)}
@@ -112,7 +113,7 @@ class _Cursor:
         self.pos = pos
         return out
 
-    def value(self, vtype: int, what: str):
+    def value(self, vtype: int, what: str, depth: int = 0):
         if vtype in _SCALARS:
             return self.scalar(vtype, what)
         if vtype == STRING:
@@ -131,8 +132,10 @@ class _Cursor:
             self.need(count * 8, f"{what} ({count} strings)")      # each string has at least its length
             return self.strings(count, what)
         if etype == ARRAY:
+            if depth >= MAX_NESTING:
+                raise ScratchLLMError(f"{self.path}: {what} nests arrays deeper than {MAX_NESTING} levels")
             self.need(count * 12, f"{what} ({count} arrays)")
-            return [self.value(ARRAY, f"{what}[{i}]") for i in range(count)]
+            return [self.value(ARRAY, f"{what}[{i}]", depth + 1) for i in range(count)]
         raise ScratchLLMError(f"{self.path}: {what} has unknown element type {etype}")
 
 

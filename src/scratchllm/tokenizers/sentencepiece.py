@@ -15,9 +15,11 @@ that does not hold are encoded in one piece, also exactly.
 Step 2 runs in O(n log n) for a word of n characters, as SentencePiece itself does: the symbols
 form a linked list and a heap holds the candidate pairs ``(-score, start)`` (best score first,
 then leftmost); a popped pair whose symbols have changed since it was pushed is skipped.
-A "word" longer than ``MAX_WORD`` characters (no natural text has one; 1 MB of letters without
-a space is one) is encoded in pieces of ``MAX_WORD`` characters, so that time and memory stay
-bounded; only merges across those cut points can differ from SentencePiece.
+A long "word" (1 MB of text without a space is one) is first cut, exactly, between neighbouring
+characters that no piece holds side by side (no merge can ever join them); a part still longer
+than ``MAX_WORD`` characters (such as 1 MB of one letter) is encoded in pieces of ``MAX_WORD``
+characters, so that time and memory stay bounded; only merges across those cut points can differ
+from SentencePiece.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import math
 import re
 from itertools import chain
 
+from ..backend import xp
 from ..errors import FileFormatError
 
 from .sp_proto import BYTE, CONTROL, UNKNOWN, UNUSED, USER_DEFINED, SentencePieceModel
@@ -37,6 +40,7 @@ _NEG = float("-inf")
 _WORDS = re.compile(f"{SPACE}*[^{SPACE}]+|{SPACE}+")
 _CACHE_LIMIT = 200_000
 MAX_WORD = 1 << 14   # < 2**32: a start index must fit the heap key's low bits
+_LONG_WORD = 64      # longer words are first cut where no merge can join (see _split_long)
 
 
 class SentencePieceBPE:
@@ -73,6 +77,7 @@ class SentencePieceBPE:
         order = {sc: k for k, sc in enumerate(sorted(set(usable.values()), reverse=True))}
         self._prio = {p: order[sc] for p, sc in usable.items()}
         self._unused = {p for p, i in self._mergeable.items() if self.types[i] == UNUSED}
+        self._bigrams = None   # sorted codes of the character pairs inside pieces (see _split_long)
         self._user_defined = sorted((p for p, k in zip(self.pieces, self.types)
                                      if k == USER_DEFINED and p), key=len, reverse=True)
         # longest user-defined piece first: ``re`` takes the first alternative that matches
@@ -198,6 +203,25 @@ class SentencePieceBPE:
             i = nxt[i]
         return tuple(ids)
 
+    def _split_long(self, word: str) -> list[str]:
+        """A long word cut where no merge can ever join the two sides (exact), then, if a part
+        is still longer than ``MAX_WORD``, into pieces of that size (see the module docstring).
+
+        Two neighbouring characters can end up in one symbol only if some piece holds them side
+        by side; between any other pair the word is cut, vectorised (~50 ms per MB).
+        """
+        if self._bigrams is None:
+            pairs = {(ord(p[k]) << 21) | ord(p[k + 1]) for p in chain(self._prio, self._user_defined)
+                     for k in range(len(p) - 1)}
+            self._bigrams = xp.array(sorted(pairs), dtype=xp.uint64)
+        codes = xp.frombuffer(word.encode("utf-32-le", "surrogatepass"), dtype=xp.uint32).astype(xp.uint64)
+        pairs = (codes[:-1] << xp.uint64(21)) | codes[1:]
+        pos = xp.searchsorted(self._bigrams, pairs)
+        known = self._bigrams[xp.minimum(pos, max(len(self._bigrams) - 1, 0))] == pairs \
+            if len(self._bigrams) else xp.zeros(len(pairs), dtype=bool)
+        cuts = [0, *(xp.flatnonzero(~known) + 1).tolist(), len(word)]
+        return [part for a, b in zip(cuts, cuts[1:]) for part in _cut(word[a:b])]
+
     def _emit(self, piece: str, halves: dict, ids: list[int]) -> None:
         i = self.piece_to_id(piece)
         if i != self.unk_id and self.types[i] == UNUSED and piece in halves:
@@ -214,11 +238,12 @@ class SentencePieceBPE:
         """Text -> ids; ``bos``/``eos`` add <s> and </s>."""
         norm = self.normalize(text)
         if not self._by_word:
-            ids = [i for part in _cut(norm) for i in self._bpe(part)]
+            ids = [i for part in self._split_long(norm) for i in self._bpe(part)] if norm else []
         else:
             words = self._words.findall(norm)
-            if any(len(w) > MAX_WORD for w in words):
-                words = [part for w in words for part in _cut(w)]
+            if any(len(w) > _LONG_WORD for w in words):
+                words = [part for w in words for part in
+                         (self._split_long(w) if len(w) > _LONG_WORD else (w,))]
             cache = self._cache
             missing = set(words).difference(cache)
             if len(cache) + len(missing) > _CACHE_LIMIT:

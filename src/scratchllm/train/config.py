@@ -49,7 +49,7 @@ class TrainConfig:
                                      # Ends gracefully: final eval, checkpoint, sample
     lr: float = 3e-3
     min_lr: float = 3e-4
-    warmup_steps: int = 100
+    warmup_steps: int = 100          # a run shorter than 2 warmups warms up for max_steps // 10 (warned)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99

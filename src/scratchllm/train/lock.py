@@ -75,6 +75,28 @@ class RunLock:
             os.close(fd)
         self._busy(_read_pid(self.path))
 
+    def check_free(self) -> None:
+        """Raise the "in use" error if another live process holds the lock; change nothing."""
+        if self.held or not self.path.is_file():
+            return
+        if fcntl is None:
+            pid = _read_pid(self.path)
+            if pid not in (None, os.getpid()) and pid_alive(pid):
+                self._busy(pid)
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._busy(_read_pid(self.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)                 # closing drops our shared lock, if we got it
+
     def _lock(self, fd) -> bool:
         if fcntl is not None:
             try:

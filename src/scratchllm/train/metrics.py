@@ -66,7 +66,7 @@ class MetricsLog:
 def log_line(row: dict, max_steps: int) -> str:
     """The plain progress line (no terminal, or ``--no-progress``), one per logged step:
 
-    >>> log_line({"step": 200, "loss": 1.91234, "val_loss": 1.98765, "tokens_per_s": 17093.2,
+    >>> log_line({"step": 200, "loss": 1.91234, "val_loss": 1.98766, "tokens_per_s": 17093.2,
     ...           "lr": 0.0029}, 1800)
     'step 200/1800 | loss 1.9123 | val 1.9877 | tok/s 17,093 | lr 2.90e-03'
     """

@@ -94,6 +94,7 @@ class Trainer:
         self.lock = RunLock(self.out)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.best_step = None
+        self.lock.check_free()                    # "in use by pid N" before anything else is looked at
         ckpt = check_run_folder(cfg, self.out, resume)
         try:
             if self.out.is_dir():
