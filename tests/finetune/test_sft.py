@@ -193,3 +193,12 @@ def test_lora_continued_pretraining_on_plain_text(base, tmp_path):
     assert r.best_val_loss < r.val_before
     assert (tmp_path / "cont" / "adapter" / "adapter_model.safetensors").is_file()
     assert (folder / "model.safetensors").read_bytes() == before
+
+
+def test_run_stopped_before_its_first_checkpoint_starts_over(base, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "finetune_config.json").write_text(json.dumps(_cfg(base).to_dict()))
+    r = finetune(_cfg(base, max_steps=1, eval_interval=1), out, resume=True, progress=False,
+                 log=lambda m: None)
+    assert r.step == 1 and (out / "latest" / "trainer_state.json").is_file()

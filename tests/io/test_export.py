@@ -123,6 +123,7 @@ def test_gguf_export_reads_in_llama_cpp_reader(tmp_path, kind):
     for name, t in tensors.items():
         np.testing.assert_array_equal(ours.array(name).reshape(-1), gg_dequantize(t.data, t.tensor_type).reshape(-1))
     assert sl.load_tokenizer(path).encode(TEXT) == sl.load_tokenizer(TOK).encode(TEXT)
+    assert read_checkpoint(path)[0] == config                 # the same config (eps 1e-05 from float32)
     if kind == "f32":                                         # and the very same model
         ids = [sl.load_tokenizer(TOK).encode(TEXT, bos=True)]
         np.testing.assert_array_equal(_logits(sl.load_model(path), ids), _logits(sl.load_model(MODEL), ids))

@@ -342,12 +342,13 @@ def test_every_metadata_type_reads_back(tmp_path):
 def test_q8_0_file_stays_exactly_its_blocks_in_int8_generation(tmp_path):
     """--quantize q8_0 on a Q8_0 GGUF re-quantizes the dequantized blocks back to the very same
     int8 values and scales: the file's weights are what the int8 products use, losslessly."""
-    from scratchllm.models.quant import set_generation_quant
+    from scratchllm.models.quant import Q8Weight, set_generation_quant
     hf = hf_llama(seed=7)
     llama_gguf(hf, tmp_path / "q.gguf", T.Q8_0)
     model = set_generation_quant(sl.load_model(tmp_path / "q.gguf"), "q8_0")
     dec = model.decoder(1, 8)
     raw = np.asarray(GGUFFile(tmp_path / "q.gguf").raw("blk.1.attn_q.weight")).reshape(64, 2, 34)  # (out, groups, block)
-    wqkv = dec.layers[1][1]                                   # fused (dim, q | k | v) in the decoder
+    wqkv = next(v for v in dec.layers[1] if isinstance(v, Q8Weight))   # the fused (dim, q | k | v) weight
+    assert wqkv.shape == (64, 64 + 32 + 32)
     np.testing.assert_array_equal(wqkv.q[:, :64], raw[:, :, 2:].view(np.int8).reshape(64, 64).T)
     np.testing.assert_array_equal(wqkv.s[:, :64], raw[:, :, :2].copy().view(np.float16)[..., 0].astype(np.float32).T)

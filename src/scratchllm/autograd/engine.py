@@ -29,7 +29,7 @@ def make_result(data, parents: tuple, backward, op: str) -> Tensor:
     """
     out = Tensor.__new__(Tensor)
     # NumPy ufuncs turn 0-d arrays into scalars; keep .data an array (in-place ops, .numpy())
-    out.data = data if data.__class__ is _ndarray else xp.asarray(data)
+    out.data = data if data.__class__ is _ndarray or hasattr(data, "__cuda_array_interface__") else xp.asarray(data)
     out.grad = None
     out._op = op
     out._version = 0
@@ -131,7 +131,8 @@ def run_backward(root: Tensor, gradient=None, retain_graph: bool = False) -> Non
         if backward is None:  # a leaf: accumulate into .grad (kept across backward calls)
             if node.grad is None:
                 # FAST PATH: a fresh base array (not a view, not handed to another leaf) is kept as is
-                fresh = id(node) in owned or (g.base is None and id(g) not in handed and g.flags.writeable)
+                fresh = id(node) in owned or (g.base is None and id(g) not in handed
+                                              and getattr(g.flags, "writeable", True))  # (CuPy: no such flag)
                 if not fresh:
                     g = g.copy()
                 handed.add(id(g))

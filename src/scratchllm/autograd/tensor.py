@@ -16,6 +16,7 @@ from __future__ import annotations
 import numbers
 
 from ..backend import xp
+from ..device import array_module, device_of, is_device_array, is_device_name, normalize, to_device, to_host
 from .grad_mode import is_grad_enabled
 
 _FLOAT_KINDS = "fc"
@@ -25,7 +26,7 @@ def _to_array(data, dtype=None):
     """Python data -> array with PyTorch's default dtypes (float32, int64, bool)."""
     if isinstance(data, Tensor):
         data = data.data
-    if isinstance(data, xp.ndarray):
+    if isinstance(data, xp.ndarray) or is_device_array(data):
         return data if dtype is None else data.astype(dtype, copy=False)
     if isinstance(data, xp.generic):
         return xp.asarray(data, dtype=dtype)
@@ -52,8 +53,10 @@ class Tensor:
                  "_op", "_version", "__weakref__")
     __array_priority__ = 1000  # numpy scalars/arrays on the left defer to our operators
 
-    def __init__(self, data, dtype=None, requires_grad: bool = False):
+    def __init__(self, data, dtype=None, requires_grad: bool = False, device=None):
         self.data = _to_array(data, dtype)
+        if device is not None:
+            self.data = to_device(self.data, device)
         if requires_grad and self.data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
         self.grad = None
@@ -78,6 +81,11 @@ class Tensor:
         return self.data.dtype
 
     @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda:N"``: where the data lives (NumPy or CuPy array)."""
+        return device_of(self.data)
+
+    @property
     def is_leaf(self) -> bool:
         return self._backward is None
 
@@ -94,7 +102,8 @@ class Tensor:
         return len(self.data)
 
     def numpy(self):
-        return self.data
+        """The data as a NumPy array: shared on the CPU, a host copy from a GPU."""
+        return to_host(self.data)
 
     def item(self):
         if self.data.size != 1:
@@ -105,8 +114,8 @@ class Tensor:
         return self.data.tolist()
 
     def __repr__(self) -> str:
-        body = xp.array2string(self.data, separator=", ", prefix="tensor(", precision=4)
-        extras = []
+        body = xp.array2string(to_host(self.data), separator=", ", prefix="tensor(", precision=4)
+        extras = [] if self.device == "cpu" else [f"device='{self.device}'"]
         if self.data.dtype not in (xp.float32, xp.int64, xp.bool_):
             extras.append(f"dtype={self.data.dtype}")
         if self._backward is not None:
@@ -133,7 +142,8 @@ class Tensor:
         return id(self)
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        host = to_host(self.data)
+        return host if dtype is None else host.astype(dtype)
 
     def detach(self) -> "Tensor":
         """Same data (shared, no copy), cut from the graph."""
@@ -211,7 +221,7 @@ class Tensor:
 
     def copy_(self, src):
         self._check_inplace("copy_")
-        src = src.data if isinstance(src, Tensor) else xp.asarray(src)
+        src = to_device(src.data, self.device) if isinstance(src, Tensor) else array_module(self.data).asarray(src)
         if src.shape != self.data.shape:
             try:
                 xp.broadcast_to(src, self.data.shape)
@@ -324,7 +334,21 @@ class Tensor:
     def triu(self, diagonal=0): return ops.triu(self, diagonal)
     def tril(self, diagonal=0): return ops.tril(self, diagonal)
     def contiguous(self): return ops.contiguous(self)
-    def to(self, dtype): return ops.cast(self, dtype)
+    def to(self, *args, dtype=None, device=None):
+        """``.to("cuda")``, ``.to("cpu")``, ``.to(sl.float64)``, ``.to("cuda", sl.float32)``: a new
+        tensor on that device / of that dtype (itself when nothing changes); differentiable."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif is_device_name(a):
+                device = a
+            else:
+                dtype = a
+        out = self if device is None else ops.move(self, normalize(device))
+        return out if dtype is None else ops.cast(out, dtype)
+
+    def cpu(self): return self.to("cpu")
+    def cuda(self, index=None): return self.to("cuda" if index is None else f"cuda:{int(index)}")
     def float(self): return ops.cast(self, xp.float32)
     def double(self): return ops.cast(self, xp.float64)
     def long(self): return ops.cast(self, xp.int64)
@@ -345,8 +369,8 @@ def _as_tensor(x, like: Tensor) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if isinstance(x, numbers.Number):
-        return Tensor(xp.asarray(x, dtype=like.data.dtype))
-    return Tensor(_to_array(x))
+        return Tensor(array_module(like.data).asarray(x, dtype=like.data.dtype))
+    return Tensor(_to_array(x), device=like.device)
 
 
 def _dim(dim, axis, default=None):
@@ -370,7 +394,7 @@ def _shape_arg(shape):
 
 def _arg(fn, a, dim, keepdim):
     if dim is None:
-        return xp.asarray(fn(a), dtype=xp.int64)
+        return array_module(a).asarray(fn(a), dtype=xp.int64)
     return fn(a, axis=dim, keepdims=keepdim).astype(xp.int64)
 
 

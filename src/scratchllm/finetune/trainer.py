@@ -92,10 +92,14 @@ class Finetuner:
         diff = saved.identity_diff(cfg)
         if diff:
             raise ScratchLLMError(f"{out} holds a different fine-tuning run: {'; '.join(diff)}")
+        ckpt = find_checkpoint(out, "latest")
+        if ckpt is None:                  # stopped before its first checkpoint: start it over
+            self.log(f"{out} holds no checkpoint of this run yet: starting it from step 0")
+            return None
         if not resume:
             raise ScratchLLMError(f"{out} already holds a fine-tuning run; continue it with --resume "
                                   "or choose another --out")
-        return find_checkpoint(out, "latest")
+        return ckpt
 
     def _prepare(self):
         from ..train.setup import context_length, load_model_checked
@@ -192,9 +196,6 @@ class Finetuner:
         return AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=1e-8)
 
     def _resume(self, ckpt):
-        if ckpt is None:
-            raise ScratchLLMError(f"{self.out} holds no checkpoint yet: start it again without --resume "
-                                  "in an empty folder")
         state = read_json(ckpt / STATE, "trainer state")
         if state.get("format") != STATE_FORMAT:
             raise ScratchLLMError(f"{ckpt / STATE}: not a scratchllm fine-tuning state")

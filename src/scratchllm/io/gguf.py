@@ -69,6 +69,11 @@ def _check_blocks(g: GGUFFile, arch: str) -> None:
                               f"(blk.0 ..); the metadata disagrees with the weights")
 
 
+def _f32(v) -> float:
+    """A float32 from the file as the shortest decimal that is that float32 (1e-05, not 9.99999974e-06)."""
+    return float(str(xp.float32(v)))
+
+
 def _vocab_size(g: GGUFFile, arch: str) -> int:
     emb = g.tensors.get("token_embd.weight")
     if emb is None or len(emb.shape) != 2:
@@ -92,8 +97,8 @@ def _llama_config(g: GGUFFile) -> LlamaConfig:
     return LlamaConfig(vocab_size=_vocab_size(g, a), dim=dim, n_layers=_hparam(g, a, "block_count"),
                        n_heads=heads, n_kv_heads=_hparam(g, a, "attention.head_count_kv", default=heads),
                        hidden_dim=_hparam(g, a, "feed_forward_length"),
-                       norm_eps=float(_hparam(g, a, "attention.layer_norm_rms_epsilon", float, 1e-5)),
-                       rope_theta=float(_hparam(g, a, "rope.freq_base", float, 10000.0)),
+                       norm_eps=_f32(_hparam(g, a, "attention.layer_norm_rms_epsilon", float, 1e-5)),
+                       rope_theta=_f32(_hparam(g, a, "rope.freq_base", float, 10000.0)),
                        max_seq_len=_hparam(g, a, "context_length", default=2048),
                        tie_embeddings="output.weight" not in g.tensors)
 
@@ -106,7 +111,7 @@ def _gpt2_config(g: GGUFFile) -> GPTConfig:
         raise ScratchLLMError(f"{g.path}: gpt2.feed_forward_length {ff} is not 4 * embedding_length ({4 * n_embd})")
     return GPTConfig(vocab_size=_vocab_size(g, a), block_size=_hparam(g, a, "context_length"),
                      n_layer=_hparam(g, a, "block_count"), n_head=_hparam(g, a, "attention.head_count"),
-                     n_embd=n_embd, layer_norm_eps=float(_hparam(g, a, "attention.layer_norm_epsilon", float, 1e-5)))
+                     n_embd=n_embd, layer_norm_eps=_f32(_hparam(g, a, "attention.layer_norm_epsilon", float, 1e-5)))
 
 
 def _our_name(arch: str, name: str):
@@ -176,8 +181,10 @@ def _llama_meta(c: LlamaConfig) -> list:
 
 
 def _gpt2_meta(c: GPTConfig) -> list:
-    if c.positional != "learned" or not c.bias:
-        raise ScratchLLMError("GGUF 'gpt2' needs a GPT with learned positions and bias=True (as GPT-2)")
+    if c.positional != "learned" or not c.bias or not c.is_gpt2:
+        raise ScratchLLMError("GGUF 'gpt2' needs a GPT with learned positions and bias=True (as GPT-2), "
+                              "and none of the recipe options (qk_norm, mlp_act, tie_weights, logit_softcap, "
+                              "value_embeds)")
     a = "gpt2"
     return [(f"{a}.context_length", UINT32, c.block_size), (f"{a}.embedding_length", UINT32, c.n_embd),
             (f"{a}.feed_forward_length", UINT32, 4 * c.n_embd), (f"{a}.block_count", UINT32, c.n_layer),

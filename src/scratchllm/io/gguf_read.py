@@ -17,7 +17,7 @@ Every count, length and offset is checked against the file's size before anythin
 allocated, and every problem raises one ``ScratchLLMError`` naming the file and the field.
 
 >>> g = GGUFFile("model.gguf")                        # doctest: +SKIP
->>> g.metadata["general.architecture"], g.tensors["token_embd.weight"].shape
+>>> g.metadata["general.architecture"], g.tensors["token_embd.weight"].shape   # doctest: +SKIP
 ('llama', (32000, 4096))
 """
 import mmap

@@ -218,8 +218,10 @@ def llama_state(tensors: dict, config: LlamaConfig) -> tuple:
 def hf_config_and_tensors(config, state: dict) -> tuple:
     """scratchllm (config, state dict) -> (HF config.json dict, HF-named tensors)."""
     if isinstance(config, GPTConfig):
-        if config.positional != "learned" or not config.bias:
-            raise ScratchLLMError("format='hf' needs a GPT with learned positions and bias=True (as GPT-2)")
+        if config.positional != "learned" or not config.bias or not config.is_gpt2:
+            raise ScratchLLMError("format='hf' needs a GPT with learned positions and bias=True (as GPT-2), "
+                                  "and none of the recipe options (qk_norm, mlp_act, tie_weights, logit_softcap, "
+                                  "value_embeds)")
         cfg = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": config.vocab_size,
                "n_positions": config.block_size, "n_embd": config.n_embd, "n_layer": config.n_layer,
                "n_head": config.n_head, "n_inner": None, "activation_function": "gelu_new",

@@ -51,8 +51,16 @@ class GPTConfig(_Config):
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
-    positional: str = "learned"      # "learned" | "sinusoidal"
+    positional: str = "learned"      # "learned" | "sinusoidal" | "rope" (rotary q/k, no position table)
     layer_norm_eps: float = 1e-5
+    # the speedrun recipe (modded-nanogpt), each off by default: GPT-2 as published
+    qk_norm: bool = False            # RMSNorm of q and k per head before attention
+    mlp_act: str = "gelu"            # "gelu" (tanh form) | "relu2" (ReLU squared)
+    zero_init_proj: bool = False     # attention/MLP output projections (and an untied head) start at zero
+    tie_weights: bool = True         # False: a separate output head ``lm_head`` (vocab, C)
+    logit_softcap: float = 0.0       # c > 0: logits = c * tanh(logits / c); 0 = off
+    value_embeds: bool = False       # value embeddings mixed into v (first and last layers)
+    rope_theta: float = 10000.0      # positional = "rope" only
 
     model_type = "gpt"
 
@@ -62,13 +70,28 @@ class GPTConfig(_Config):
                    f"GPTConfig.{k} must be a positive int, got {getattr(self, k)!r}")
         _check(self.n_embd % self.n_head == 0,
                f"GPTConfig: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        _check(self.positional in ("learned", "sinusoidal"),
-               f"GPTConfig.positional must be 'learned' or 'sinusoidal', got {self.positional!r}")
+        _check(self.positional in ("learned", "sinusoidal", "rope"),
+               f"GPTConfig.positional must be 'learned', 'sinusoidal' or 'rope', got {self.positional!r}")
+        _check(self.positional != "rope" or self.head_dim % 2 == 0,
+               f"GPTConfig: positional 'rope' needs an even head_dim, got {self.head_dim}")
+        _check(self.mlp_act in ("gelu", "relu2"), f"GPTConfig.mlp_act must be 'gelu' or 'relu2', got {self.mlp_act!r}")
+        _check(self.logit_softcap >= 0, f"GPTConfig.logit_softcap must be >= 0 (0 = off), got {self.logit_softcap}")
         _check(0.0 <= self.dropout < 1.0, f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
+
+    @property
+    def recipe_attention(self) -> bool:
+        """Whether attention needs the unpacked path (models/gpt_recipe.py): QK-norm, RoPE or value embeddings."""
+        return self.qk_norm or self.positional == "rope" or self.value_embeds
+
+    @property
+    def is_gpt2(self) -> bool:
+        """No recipe option on: the architecture GPT-2 checkpoints (HF, GGUF, llama2.c) have."""
+        return (not self.recipe_attention and self.mlp_act == "gelu" and self.tie_weights
+                and not self.logit_softcap)
 
 
 GPTConfig.PRESETS = {

@@ -88,6 +88,9 @@ def make_decoder(config, state: dict, batch: int, max_len: int, rope=None):
     """The decoder of ``config`` over the arrays of ``state`` (a ``state_dict()``); ``rope``:
     Llama's (cos, sin) tables when not the config's own."""
     if isinstance(config, GPTConfig):
+        if not config.is_gpt2:                                     # the speedrun options (models/gpt_recipe.py)
+            from .gpt_recipe import RecipeGPTDecoder
+            return RecipeGPTDecoder(config, state, batch, max_len)
         return GPTDecoder(config, state, batch, max_len)
     if isinstance(config, LlamaConfig):
         return LlamaDecoder(config, state, batch, max_len, rope)

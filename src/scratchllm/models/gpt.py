@@ -22,6 +22,7 @@ from ..nn import functional as F
 from ..nn import init
 from .base import LanguageModel
 from .config import GPTConfig
+from . import gpt_recipe as recipe
 
 
 class MLP(Module):
@@ -31,23 +32,27 @@ class MLP(Module):
         self.c_fc = Linear(C, 4 * C, bias=config.bias, generator=generator)
         self.c_proj = Linear(4 * C, C, bias=config.bias, generator=generator)
         self.dropout = config.dropout
+        self.act = config.mlp_act                                  # "gelu" | "relu2"
 
     def forward(self, x):
-        y = self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+        y = self.c_proj(recipe.mlp_act(self.c_fc(x), self.act))
         return F.dropout(y, self.dropout, self.training) if self.dropout and self.training else y
 
 
 class Block(Module):
-    def __init__(self, config: GPTConfig, generator=None):
+    def __init__(self, config: GPTConfig, generator=None, rope=None):
         super().__init__()
         C = config.n_embd
         self.ln_1 = LayerNorm(C, eps=config.layer_norm_eps, bias=config.bias)
-        self.attn = PackedCausalSelfAttention(C, config.n_head, config.bias, config.dropout, generator=generator)
+        if config.recipe_attention:                                # QK-norm / RoPE / value embeddings
+            self.attn = recipe.RecipeAttention(config, rope, generator)
+        else:
+            self.attn = PackedCausalSelfAttention(C, config.n_head, config.bias, config.dropout, generator=generator)
         self.ln_2 = LayerNorm(C, eps=config.layer_norm_eps, bias=config.bias)
         self.mlp = MLP(config, generator)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, ve=None):
+        x = x + (self.attn(self.ln_1(x)) if ve is None else self.attn(self.ln_1(x), ve))
         return x + self.mlp(self.ln_2(x))
 
 
@@ -62,9 +67,13 @@ class GPT(LanguageModel):
         parts = {"wte": Embedding(config.vocab_size, C, generator=g)}
         if config.positional == "learned":
             parts["wpe"] = Embedding(config.block_size, C, generator=g)
-        parts["h"] = ModuleList([Block(config, g) for _ in range(config.n_layer)])
+        self.rotary = recipe.rotary(config)                               # positional "rope": one shared table
+        parts["h"] = ModuleList([Block(config, g, self.rotary) for _ in range(config.n_layer)])
         parts["ln_f"] = LayerNorm(C, eps=config.layer_norm_eps, bias=config.bias)
+        parts.update(recipe.extra_parts(config, g))                       # value embeddings
         self.transformer = ModuleDict(parts)
+        if not config.tie_weights:
+            self.lm_head = Linear(C, config.vocab_size, bias=False, generator=g)
         if config.positional == "sinusoidal":
             self.register_buffer("sinusoid", F.sinusoidal_positions(config.block_size, C), persistent=False)
         self.init_weights(g)
@@ -73,6 +82,8 @@ class GPT(LanguageModel):
         """GPT-2's scheme: N(0, 0.02) weights, zero biases, residual projections N(0, 0.02/sqrt(2 n_layer))."""
         g = generator or default_generator()
         for name, p in self.named_parameters():
+            if recipe.init_special(name, p, self.config):                 # zero_init_proj, value-embed mixing
+                continue
             if name.endswith(".bias"):
                 init.zeros_(p)
             elif ".ln_" in name or name.startswith("transformer.ln_f"):
@@ -92,13 +103,15 @@ class GPT(LanguageModel):
         x = F.embedding(ids, tr.wte.weight)                               # (B, T, C)
         if self.config.positional == "learned":
             x = x + F.embedding(xp.arange(T), tr.wpe.weight)              # + (T, C)
-        else:
-            x = x + Tensor(self.sinusoid.data[:T])
+        elif self.config.positional == "sinusoidal":
+            x = x + Tensor(self.sinusoid.data[:T])                        # ("rope": q/k rotated in attention)
         if self.config.dropout and self.training:
             x = F.dropout(x, self.config.dropout, True)
-        for block in tr.h:
-            x = block(x)
+        for block, ve in zip(tr.h, recipe.value_embeddings(self, ids)):
+            x = block(x, ve)
         return tr.ln_f(x)
 
     def head(self, x):
+        if not self.config.is_gpt2:
+            return recipe.head_logits(self, x)                             # untied and/or soft-capped
         return F.linear(x, self.transformer.wte.weight)                    # tied: (B, T, vocab)

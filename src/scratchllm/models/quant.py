@@ -9,7 +9,9 @@ As llama2.c's ``runq.c`` does it, a matrix-vector product ``y = W x`` becomes
 
 so the weights take 1 + 4/32 = 1.125 bytes per value instead of 4, and a token step, which
 is bound by reading the weights, reads a quarter of the bytes. An input size that is not a
-multiple of 32 is padded with zeros (zeros add nothing to the dots).
+multiple of 32 is padded with zeros (zeros add nothing to the dots). A model read from a Q8_0
+GGUF file gets back exactly the file's int8 blocks and scales (re-quantizing d * q gives q and
+d again), so its int8 path runs on the file's own weights, losslessly.
 
 >>> w = Q8Weight.quantize(xp.ones((3, 64), dtype=xp.float32))      # W (out, in)
 >>> (xp.ones((1, 64), dtype=xp.float32) @ w).tolist()              # x (N, in) @ W.T -> (N, out)

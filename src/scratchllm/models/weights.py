@@ -33,10 +33,17 @@ def _gpt_shapes(c: GPTConfig) -> dict:
         if c.bias:
             block.update({"ln_1.bias": (C,), "attn.c_attn.bias": (3 * C,), "attn.c_proj.bias": (C,),
                           "ln_2.bias": (C,), "mlp.c_fc.bias": (4 * C,), "mlp.c_proj.bias": (C,)})
+        if c.value_embeds:
+            block["attn.lambdas"] = (2,)
         s.update({p + k: v for k, v in block.items()})
     s["transformer.ln_f.weight"] = (C,)
     if c.bias:
         s["transformer.ln_f.bias"] = (C,)
+    if c.value_embeds:                                   # the recipe's options (models/gpt_recipe.py)
+        from .gpt_recipe import n_value_tables
+        s.update({f"transformer.ve.{j}.weight": (c.vocab_size, C) for j in range(n_value_tables(c.n_layer))})
+    if not c.tie_weights:
+        s["lm_head.weight"] = (c.vocab_size, C)
     return s
 
 

@@ -38,10 +38,35 @@ def warmup_cosine(step: int, max_lr: float, warmup_steps: int, max_steps: int,
     return min_lr + (max_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * ratio))
 
 
+def warmup_stable_decay(step: int, max_lr: float, warmup_steps: int, max_steps: int,
+                        min_lr: float = 0.0, decay_frac: float = 0.2) -> float:
+    """Warmup-stable-decay (WSD): linear warmup, ``max_lr`` held, then a linear decay to ``min_lr``
+    over the last ``decay_frac`` of ``max_steps`` (modded-nanogpt's speedrun schedule).
+
+    Warmup as ``warmup_cosine``. The decay starts at ``d0 = max_steps - round(decay_frac * max_steps)``
+    (never before the warmup ends): ``lr = max_lr + (min_lr - max_lr) * (step - d0) / (max_steps - d0)``,
+    reaching ``min_lr`` at ``max_steps`` and staying there.
+
+    >>> [round(warmup_stable_decay(s, 1.0, 2, 10, 0.0, decay_frac=0.4), 2) for s in range(11)]
+    [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+    if not 0.0 <= decay_frac <= 1.0:
+        raise ValueError(f"warmup_stable_decay: decay_frac must be in [0, 1], got {decay_frac}")
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return float(min_lr)
+    d0 = max(warmup_steps, max_steps - round(decay_frac * max_steps))
+    if step < d0:
+        return float(max_lr)
+    return max_lr + (min_lr - max_lr) * (step - d0) / max(1, max_steps - d0)
+
+
 def set_lr(optimizer, lr: float) -> None:
-    """Write ``lr`` into every parameter group of ``optimizer``."""
+    """Write ``lr`` into every parameter group of ``optimizer``, times the group's ``lr_scale``
+    when it has one (e.g. Muon's matrices at ``muon_lr / lr``, so one schedule drives both)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group["lr_scale"] if "lr_scale" in group else lr
 
 
 class LambdaLR:

@@ -8,6 +8,7 @@ import math
 import numbers
 
 from ...backend import xp
+from ...device import array_module, check_same_device, device_of
 from ..tensor import Tensor, make_result
 
 
@@ -21,7 +22,9 @@ def _broadcast(fn, x, y, op):
 def _pair(a, b):
     """Turn ``b`` into a Tensor and unify dtypes as PyTorch does (int op float -> float)."""
     if not isinstance(b, Tensor):
-        b = Tensor(b)
+        b = Tensor(b, device=None if a.data.__class__ is xp.ndarray else device_of(a.data))
+    elif a.data.__class__ is not b.data.__class__ or a.data.__class__ is not xp.ndarray:
+        check_same_device("op", a.data, b.data)           # NumPy with CuPy, or two GPUs
     if a.data.dtype != b.data.dtype:
         ka, kb = a.data.dtype.kind, b.data.dtype.kind
         if ka == "f" and kb != "f":
@@ -225,7 +228,7 @@ def erf(x):
     >>> float(erf(xp.array([0.5]))[0])   # math.erf(0.5) = 0.5204998778130465
     0.5204998778130465
     """
-    x64 = xp.asarray(x, dtype=xp.float64)
+    x64 = array_module(x).asarray(x, dtype=xp.float64)
     ax = xp.abs(x64)
     z = x64 * x64
     small = x64 * _poly(z, _ERF_T) / _poly(z, _ERF_U)
@@ -235,7 +238,7 @@ def erf(x):
         erfc = xp.exp(-z) * xp.where(ax < 8.0, mid, far)
     out = xp.where(ax <= 1.0, small, xp.sign(x64) * (1.0 - erfc))
     out = xp.where(xp.isinf(x64), xp.sign(x64), out)       # erf(+-inf) = +-1 (the ratios above are inf/inf)
-    return out.astype(xp.result_type(x), copy=False)
+    return out.astype(x.dtype if hasattr(x, "dtype") else xp.result_type(x), copy=False)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -271,7 +274,7 @@ def clamp(a, lo=None, hi=None):
     out = xp.clip(a.data, lo, hi).astype(a.data.dtype, copy=False)
 
     def backward(g):  # gradient flows where min <= x <= max (PyTorch's rule at the edges)
-        keep = xp.ones(a.data.shape, dtype=bool)
+        keep = xp.ones_like(a.data, dtype=bool)
         if lo is not None:
             keep &= a.data >= lo
         if hi is not None:
@@ -284,8 +287,10 @@ def clamp(a, lo=None, hi=None):
 def _clamp_tensors(a, lo, hi):
     """clamp with tensor bounds: min(max(x, lo), hi), gradients routed as torch's clamp."""
     x = a.data
-    lo_t = None if lo is None else (lo if isinstance(lo, Tensor) else Tensor(xp.asarray(lo, dtype=x.dtype)))
-    hi_t = None if hi is None else (hi if isinstance(hi, Tensor) else Tensor(xp.asarray(hi, dtype=x.dtype)))
+    m = array_module(x)
+    lo_t = None if lo is None else (lo if isinstance(lo, Tensor) else Tensor(m.asarray(lo, dtype=x.dtype)))
+    hi_t = None if hi is None else (hi if isinstance(hi, Tensor) else Tensor(m.asarray(hi, dtype=x.dtype)))
+    check_same_device("clamp", x, *(t.data for t in (lo_t, hi_t) if t is not None))
     l_ = None if lo_t is None else lo_t.data
     h_ = None if hi_t is None else hi_t.data
     out = x
@@ -300,7 +305,7 @@ def _clamp_tensors(a, lo, hi):
     parents = tuple(t for t in (a, lo_t, hi_t) if t is not None)
 
     def backward(g):
-        zero = xp.zeros((), dtype=g.dtype)
+        zero = xp.zeros_like(g, shape=())
         keep = True
         if l_ is not None:
             keep = keep & (x >= l_)
@@ -342,13 +347,15 @@ def minimum(a, b):
 # ---------------------------------------------------------- select and mask
 def where(cond, a, b):
     """``a`` where ``cond`` else ``b``; either side may be a number."""
-    c = cond.data if isinstance(cond, Tensor) else xp.asarray(cond)
-    c = c.astype(bool, copy=False)
     ref = a if isinstance(a, Tensor) else b
     if not isinstance(ref, Tensor):
         ref = Tensor(a)
-    ta = a if isinstance(a, Tensor) else Tensor(xp.asarray(a, dtype=ref.data.dtype))
-    tb = b if isinstance(b, Tensor) else Tensor(xp.asarray(b, dtype=ref.data.dtype))
+    m = array_module(ref.data, cond)
+    c = cond.data if isinstance(cond, Tensor) else m.asarray(cond)
+    c = c.astype(bool, copy=False)
+    ta = a if isinstance(a, Tensor) else Tensor(m.asarray(a, dtype=ref.data.dtype))
+    tb = b if isinstance(b, Tensor) else Tensor(m.asarray(b, dtype=ref.data.dtype))
+    check_same_device("where", c, ta.data, tb.data)
     ta, tb = _pair(ta, tb)
     try:
         out = xp.where(c, ta.data, tb.data)
@@ -356,7 +363,7 @@ def where(cond, a, b):
         raise ValueError(f"where: shapes {c.shape}, {ta.data.shape} and {tb.data.shape} cannot be broadcast together") from None
 
     def backward(g):
-        zero = xp.zeros((), dtype=g.dtype)
+        zero = xp.zeros_like(g, shape=())
         return (xp.where(c, g, zero) if ta.requires_grad else None,
                 xp.where(c, zero, g) if tb.requires_grad else None)
 
@@ -364,17 +371,18 @@ def where(cond, a, b):
 
 
 def masked_fill(a, mask, value):
-    m = mask.data if isinstance(mask, Tensor) else xp.asarray(mask)
+    m = mask.data if isinstance(mask, Tensor) else array_module(a.data).asarray(mask)
+    check_same_device("masked_fill", a.data, m)
     if m.dtype != bool:
         raise TypeError(f"masked_fill: mask must be a bool tensor, got dtype {m.dtype}")
     v = value.item() if isinstance(value, Tensor) else value
     try:
-        out = xp.where(m, xp.asarray(v, dtype=a.data.dtype), a.data)
+        out = xp.where(m, array_module(a.data).asarray(v, dtype=a.data.dtype), a.data)
     except ValueError:
         raise ValueError(f"masked_fill: mask shape {m.shape} does not broadcast to tensor shape {a.data.shape}") from None
     if out.shape != a.data.shape:
         raise ValueError(f"masked_fill: mask shape {m.shape} would enlarge tensor shape {a.data.shape}")
-    return make_result(out, (a,), lambda g: (xp.where(m, xp.zeros((), g.dtype), g),), "masked_fill")
+    return make_result(out, (a,), lambda g: (xp.where(m, xp.zeros_like(g, shape=()), g),), "masked_fill")
 
 
 def compare(a, b, fn):

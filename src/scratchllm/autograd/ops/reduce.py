@@ -2,6 +2,7 @@
 from collections import namedtuple
 
 from ...backend import xp
+from ...device import array_module
 from ..tensor import Tensor, make_result
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])  # as torch.return_types.max
@@ -31,7 +32,7 @@ def sum(a, dim=None, keepdim=False):
     axes = _axes(dim, a.data.ndim)
     out = a.data.sum(axis=axes, keepdims=keepdim)
     shape = a.data.shape
-    return make_result(xp.asarray(out), (a,),
+    return make_result(out, (a,),
                        lambda g: (xp.broadcast_to(_regrow(g, axes, keepdim, shape), shape),), "sum")
 
 
@@ -44,7 +45,7 @@ def mean(a, dim=None, keepdim=False):
     n = 1
     for ax in axes:
         n *= shape[ax]
-    return make_result(xp.asarray(out), (a,),
+    return make_result(out, (a,),
                        lambda g: (xp.broadcast_to(_regrow(g, axes, keepdim, shape) / n, shape),), "mean")
 
 
@@ -64,7 +65,7 @@ def _var_parts(a, dim, correction, keepdim):
     def backward(g):  # d var / dx_i = 2 (x_i - mean) / (n - correction)
         return _regrow(g, axes, keepdim, shape) * scale * centered
 
-    return xp.asarray(out, dtype=a.data.dtype), backward
+    return array_module(a.data).asarray(out, dtype=a.data.dtype), backward
 
 
 def var(a, dim=None, correction=1, keepdim=False):
@@ -96,7 +97,7 @@ def _extreme(a, dim, keepdim, fn, name):
         count = hit.sum(axis=axes, keepdims=True).astype(g.dtype)  # int64 would upcast float32
         return (_regrow(g, axes, keepdim, shape) * hit / count,)
 
-    return make_result(xp.asarray(out), (a,), backward, name)
+    return make_result(out, (a,), backward, name)
 
 
 def amax(a, dim=None, keepdim=False):
@@ -120,7 +121,7 @@ def max_min(a, dim, keepdim, which):
     shape = a.data.shape
 
     def backward(g):
-        gx = xp.zeros(shape, dtype=g.dtype)
+        gx = xp.zeros_like(g, shape=shape)
         xp.put_along_axis(gx, idx, g if keepdim else xp.expand_dims(g, d), axis=d)
         return (gx,)
 
@@ -135,7 +136,7 @@ def max_min(a, dim, keepdim, which):
 def row_sums(a2d, scale: float = 1.0):
     """(N,) ``scale`` times the row sums of a 2-D array, as one matrix-vector product (a few
     times faster than ``a2d.sum(axis=1)`` for rows of a few hundred elements)."""
-    return a2d @ xp.full(a2d.shape[1], scale, dtype=a2d.dtype)
+    return a2d @ xp.full_like(a2d, scale, shape=(a2d.shape[1],))
 
 
 def softmax_(s, axis: int = -1, shift: bool = True):
@@ -147,7 +148,7 @@ def softmax_(s, axis: int = -1, shift: bool = True):
     if shift:
         s -= s.max(axis=axis, keepdims=True)
     xp.exp(s, out=s)
-    if s.ndim and axis in (-1, s.ndim - 1) and s.flags.c_contiguous and s.shape[-1]:
+    if s.ndim and axis in (-1, s.ndim - 1) and s.flags.c_contiguous and s.shape[-1] and s.__class__ is xp.ndarray:
         total = row_sums(s.reshape(-1, s.shape[-1])).reshape(s.shape[:-1] + (1,))
         xp.reciprocal(total, out=total)
         s *= total
@@ -158,8 +159,8 @@ def softmax_(s, axis: int = -1, shift: bool = True):
 
 def softmax_forward(x, dim):
     if x.size == 0:                      # an empty array (e.g. dim of size 0): empty, as torch
-        return xp.array(x, copy=True)
-    return softmax_(xp.array(x, copy=True), dim)
+        return x.copy()
+    return softmax_(x.copy(), dim)
 
 
 def softmax_backward(g, y, dim):
@@ -174,7 +175,7 @@ def softmax(a, dim=-1):
 
 def log_softmax_forward(x, dim):
     if x.size == 0:                      # an empty array (e.g. dim of size 0): empty, as torch
-        return xp.array(x, copy=True)
+        return x.copy()
     shifted = x - x.max(axis=dim, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
 

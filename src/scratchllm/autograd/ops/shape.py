@@ -2,6 +2,7 @@
 import math
 
 from ...backend import xp
+from ...device import array_module, check_same_device, device_of, is_device_array, to_device
 from ..tensor import Tensor, make_result
 
 
@@ -58,7 +59,15 @@ def unsqueeze(a, dim):
 
 
 def contiguous(a):
-    return make_result(xp.ascontiguousarray(a.data), (a,), lambda g: (g,), "contiguous")
+    return make_result(array_module(a.data).ascontiguousarray(a.data), (a,), lambda g: (g,), "contiguous")
+
+
+def move(a, device: str):
+    """``a`` copied to ``device`` ("cpu" / "cuda:N"); the gradient goes back to ``a``'s device."""
+    src = device_of(a.data)
+    if device == src:
+        return a
+    return make_result(to_device(a.data, device), (a,), lambda g: (to_device(g, src),), "to")
 
 
 def cast(a, dtype):
@@ -77,7 +86,7 @@ def _slice_along(a, start, stop, dim):
     shape = a.data.shape
 
     def backward(g):
-        gx = xp.zeros(shape, dtype=g.dtype)
+        gx = xp.zeros_like(g, shape=shape)
         gx[index] = g
         return (gx,)
 
@@ -110,11 +119,12 @@ def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected a non-empty list of tensors")
+    check_same_device("cat", *(t.data for t in tensors))
     try:
         out = xp.concatenate([t.data for t in tensors], axis=dim)
     except ValueError:
         raise ValueError(f"cat: shapes {[t.data.shape for t in tensors]} do not match outside dim {dim}") from None
-    bounds = xp.cumsum([t.data.shape[dim] for t in tensors])[:-1]
+    bounds = xp.cumsum([t.data.shape[dim] for t in tensors])[:-1].tolist()
     return make_result(out, tuple(tensors), lambda g: tuple(xp.split(g, bounds, axis=dim)), "cat")
 
 
@@ -122,6 +132,7 @@ def stack(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise ValueError("stack: expected a non-empty list of tensors")
+    check_same_device("stack", *(t.data for t in tensors))
     try:
         out = xp.stack([t.data for t in tensors], axis=dim)
     except ValueError:
@@ -134,7 +145,7 @@ def _plain_index(index):
     """Tensors inside an index become arrays; True if the index is advanced (arrays/lists)."""
     items = index if isinstance(index, tuple) else (index,)
     items = tuple(i.data if isinstance(i, Tensor) else i for i in items)
-    advanced = any(isinstance(i, (xp.ndarray, list)) for i in items)
+    advanced = any(isinstance(i, (xp.ndarray, list)) or is_device_array(i) for i in items)
     return (items if isinstance(index, tuple) else items[0]), advanced
 
 
@@ -152,8 +163,11 @@ def getitem(a, index):
     shape = a.data.shape
 
     def backward(g):
-        gx = xp.zeros(shape, dtype=g.dtype)
-        if advanced:
+        gx = xp.zeros_like(g, shape=shape)
+        if advanced and is_device_array(gx):
+            import cupyx                                  # CuPy's np.add.at: a scatter-add on the GPU
+            cupyx.scatter_add(gx, index, g)
+        elif advanced:
             xp.add.at(gx, index, g)
         else:
             gx[index] = g

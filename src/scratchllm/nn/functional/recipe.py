@@ -1,0 +1,68 @@
+"""The speedrun recipe's small ops (KellerJordan/modded-nanogpt): ReLU², logit soft-capping, QK-norm.
+
+    relu2(x)            y = max(x, 0)^2                 dy/dx = 2 max(x, 0)
+    softcap(x, c)       y = c tanh(x / c)                dy/dx = 1 - (y / c)^2
+    qk_norm(q, k)       RMSNorm of every head's q and k over head_dim, no gain (``rms_norm``)
+
+``relu2_forward`` / ``softcap_forward`` are the plain-array forwards, which the raw-array
+decoder (models/gpt_recipe.py) calls too; the ops below wrap them with their backward.
+
+>>> relu2(Tensor([-1.0, 2.0])).numpy()
+array([0., 4.], dtype=float32)
+>>> round(float(softcap(Tensor([100.0]), 15.0).item()), 3)
+15.0
+"""
+from ...autograd.tensor import make_result
+from ...backend import xp
+from ._util import as_float_tensor
+from .normalization import rms_norm
+
+
+def relu2_forward(x):
+    """ReLU² on an array -> (y, r) with r = max(x, 0) saved for the backward."""
+    r = xp.maximum(x, 0)
+    return r * r, r
+
+
+def relu2(x):
+    """``max(x, 0) ** 2`` (the speedrun's MLP activation) as one op."""
+    x = as_float_tensor(x)
+    y, r = relu2_forward(x.data)
+
+    def backward(g):
+        d = xp.multiply(r, 2, dtype=r.dtype)
+        d *= g
+        return (d,)
+
+    return make_result(y, (x,), backward, "relu2")
+
+
+def softcap_forward(x, cap: float):
+    """``cap * tanh(x / cap)`` on an array (a new array)."""
+    c = x.dtype.type(cap)
+    y = xp.tanh(x / c)
+    y *= c
+    return y
+
+
+def softcap(x, cap: float):
+    """Logit soft-capping ``cap * tanh(x / cap)``: smooth, bounded in (-cap, cap), ~x near 0."""
+    if not cap > 0:
+        raise ValueError(f"softcap: cap must be > 0, got {cap}")
+    x = as_float_tensor(x)
+    y = softcap_forward(x.data, cap)
+
+    def backward(g):
+        t = y / y.dtype.type(cap)                          # tanh(x / cap)
+        d = xp.multiply(t, t)
+        xp.subtract(1, d, out=d)
+        d *= g
+        return (d,)
+
+    return make_result(y, (x,), backward, "softcap")
+
+
+def qk_norm(q, k, eps=None):
+    """RMSNorm of q and k (..., head_dim) over head_dim, no learned gain (``eps=None``: the
+    dtype's machine epsilon, as torch's ``F.rms_norm``): composed from the fused ``rms_norm``."""
+    return rms_norm(q, (q.shape[-1],), None, eps), rms_norm(k, (k.shape[-1],), None, eps)

@@ -1,0 +1,183 @@
+"""Muon: momentum orthogonalised by a Newton-Schulz iteration, for 2-D weight matrices.
+
+The published algorithm (Keller Jordan, "Muon: An optimizer for hidden layers in neural
+networks", 2024; code: github.com/KellerJordan/Muon ``muon.py``, ``muon_update`` and
+``zeropower_via_newtonschulz5``, the one modded-nanogpt's speedrun uses). Per matrix, per step:
+
+    m = m + (1 - beta) * (g - m)                        momentum (torch's lerp), beta = 0.95
+    u = g + beta * (m - g)        (nesterov)            or u = m without nesterov
+    X = u / (||u||_F + 1e-7)       (transposed when rows > cols, so X X^T is the small side)
+    5 times:  A = X X^T;  B = b A + c A A;  X = a X + B X      (a, b, c) = (3.4445, -4.7750, 2.0315)
+    u = X * max(1, rows / cols) ** 0.5                  (Muon repo's scale, as published)
+    p = p * (1 - lr * weight_decay) - lr * u            decoupled weight decay
+
+The quintic iteration pushes every singular value of u towards ~1 (roughly U V^T of its SVD)
+without computing an SVD. The repo runs it in bfloat16 on a GPU; here it runs in the
+parameter's dtype (NumPy has no bfloat16), so float64 reproduces a float64 reference exactly.
+
+Muon is for the hidden matrices only. Embeddings, the output head, norm gains and biases go to
+AdamW: ``MuonWithAdamW`` is one optimizer holding both kinds of group (the repo's
+``MuonWithAuxAdam``), and ``muon_param_groups(model)`` splits a model's parameters that way:
+
+>>> opt = MuonWithAdamW(muon_param_groups(model, muon_lr=0.02, adam_lr=3e-3, weight_decay=0.1))
+>>> loss.backward(); opt.step(); opt.zero_grad()
+
+Both save and resume through ``state_dict()`` / ``load_state_dict()`` (momentum buffers for
+Muon's parameters, Adam's moments for the others), so a resumed run continues bit for bit.
+"""
+from __future__ import annotations
+
+from ..backend import xp
+from .adam import AdamW
+from .optimizer import Optimizer
+
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz5(G, steps: int = 5, eps: float = 1e-7):
+    """The quintic Newton-Schulz iteration: G (rows, cols) -> about U V^T, in G's dtype.
+
+    >>> X = newton_schulz5(xp.random.default_rng(0).standard_normal((4, 6)))
+    >>> bool(xp.all(xp.abs(xp.linalg.svd(X, compute_uv=False) - 1) < 0.35))
+    True
+    """
+    if G.ndim != 2:
+        raise ValueError(f"newton_schulz5: expected a matrix, got shape {G.shape}")
+    a, b, c = (G.dtype.type(v) for v in NS_COEFFS)
+    tall = G.shape[0] > G.shape[1]
+    X = G.T if tall else G
+    X = X / (xp.sqrt(xp.sum(X * X)) + G.dtype.type(eps))   # spectral norm <= Frobenius norm <= 1
+    for _ in range(steps):
+        A = X @ X.T                                          # (r, r), r = min(rows, cols)
+        B = b * A + c * (A @ A)
+        X = a * X + B @ X
+    return X.T if tall else X
+
+
+def muon_update(grad, buf, beta: float, nesterov: bool = True, ns_steps: int = 5):
+    """Advance the momentum ``buf`` in place; return the orthogonalised, scaled update."""
+    buf += (1 - beta) * (grad - buf)                         # lerp(buf, grad, 1 - beta)
+    u = grad + beta * (buf - grad) if nesterov else buf      # lerp(grad, buf, beta)
+    rows, cols = grad.shape
+    return newton_schulz5(u, ns_steps) * max(1.0, rows / cols) ** 0.5
+
+
+class Muon(Optimizer):
+    """``Muon(params, lr=0.02, momentum=0.95, nesterov=True, ns_steps=5, weight_decay=0)``.
+
+    Every parameter must be a 2-D matrix (use ``MuonWithAdamW`` for a whole model).
+    """
+
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
+                 ns_steps: int = 5, weight_decay: float = 0.0):
+        _check_hyper(lr, momentum, ns_steps, weight_decay)
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+                                      weight_decay=weight_decay))
+        for group in self.param_groups:
+            _check_matrices(group)
+
+    def step(self) -> None:
+        for group in self.param_groups:
+            self._muon_group(group)
+
+    def _muon_group(self, group) -> None:
+        lr, wd = group["lr"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state.get(p)
+            if state is None:
+                state = self.state[p] = {"momentum_buffer": xp.zeros_like(p.data)}
+            grad = xp.asarray(p.grad.data, dtype=p.data.dtype)
+            u = muon_update(grad, state["momentum_buffer"], group["momentum"], group["nesterov"],
+                            group["ns_steps"])
+            if wd != 0:
+                p.data *= 1 - lr * wd
+            p.data -= (lr * u).astype(p.data.dtype, copy=False)
+
+
+class MuonWithAdamW(AdamW):
+    """One optimizer, two kinds of group: ``{"params": [...], "use_muon": True, "lr": 0.02, ...}``
+    groups take Muon's update, the others AdamW's (``betas``, ``eps``, ``weight_decay``).
+
+    Defaults: Muon's ``lr`` is the group's own (``muon_param_groups`` sets it), ``momentum=0.95``,
+    ``nesterov=True``, ``ns_steps=5``; AdamW's as ``AdamW`` with ``betas=(0.9, 0.95)``.
+    """
+
+    def __init__(self, params, lr: float = 3e-3, betas=(0.9, 0.95), eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5):
+        _check_hyper(lr, momentum, ns_steps, weight_decay)
+        self._muon_defaults = dict(momentum=momentum, nesterov=nesterov, ns_steps=ns_steps)
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def add_param_group(self, param_group: dict) -> None:
+        group = {"use_muon": False, **self._muon_defaults, **param_group}
+        super().add_param_group(group)
+        if group["use_muon"]:
+            _check_matrices(self.param_groups[-1])
+
+    def step(self) -> None:
+        everything = self.param_groups
+        for group in everything:
+            if group["use_muon"]:
+                Muon._muon_group(self, group)
+        self.param_groups = [g for g in everything if not g["use_muon"]]
+        try:
+            if self.param_groups:
+                super().step()                                    # AdamW on the other groups
+        finally:
+            self.param_groups = everything
+
+
+def muon_param_groups(model, muon_lr: float = 0.02, adam_lr: float = 3e-3, weight_decay: float = 0.0,
+                      head_names=("lm_head", "output"), embedding_types=None) -> list:
+    """A model's parameters as ``MuonWithAdamW`` groups, in this order:
+
+    0. Muon: the 2-D weights of hidden Linear layers (weight decay ``weight_decay``);
+    1. AdamW: embedding tables and the output head (``head_names``: Linear modules so named);
+    2. AdamW: everything else of one dimension (norm gains, biases, scalars), no weight decay.
+
+    Any other parameter of 2+ dims joins group 1. Empty groups are left out.
+    """
+    from ..nn import Embedding, Linear
+    embedding_types = embedding_types or (Embedding,)
+    muon_ids, adam_ids = set(), set()
+    for name, module in model.named_modules():
+        if isinstance(module, embedding_types):
+            adam_ids.update(id(p) for p in module.parameters())
+        elif isinstance(module, Linear) and name.rsplit(".", 1)[-1] not in head_names:
+            w = module.weight
+            if w.ndim == 2 and w.requires_grad:
+                muon_ids.add(id(w))
+    muon, matrices, rest = [], [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in muon_ids and id(p) not in adam_ids:
+            muon.append(p)
+        elif p.ndim >= 2:
+            matrices.append(p)
+        else:
+            rest.append(p)
+    groups = [{"params": muon, "use_muon": True, "lr": muon_lr, "weight_decay": weight_decay},
+              {"params": matrices, "use_muon": False, "lr": adam_lr, "weight_decay": weight_decay},
+              {"params": rest, "use_muon": False, "lr": adam_lr, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def _check_hyper(lr, momentum, ns_steps, weight_decay) -> None:
+    if lr < 0.0:
+        raise ValueError(f"invalid learning rate: {lr}")
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"invalid momentum: {momentum} (must be in [0, 1))")
+    if int(ns_steps) != ns_steps or ns_steps < 1:
+        raise ValueError(f"invalid ns_steps: {ns_steps} (a positive int)")
+    if weight_decay < 0.0:
+        raise ValueError(f"invalid weight_decay value: {weight_decay}")
+
+
+def _check_matrices(group) -> None:
+    bad = [tuple(p.shape) for p in group["params"] if p.ndim != 2]
+    if bad:
+        raise ValueError(f"Muon updates 2-D weight matrices only; this group has parameters of shapes {bad} "
+                         f"(give embeddings' / norms' / biases' parameters to AdamW: see muon_param_groups)")
