@@ -28,7 +28,7 @@ ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PYTEST     := $(ONE_THREAD) SCRATCHLLM_NO_SKIP=1 $(BIN)/python -m pytest -n 2 -rs
 test: venv-test browser
 	SCRATCHLLM_KERNELS=numba $(PYTEST) tests
-	SCRATCHLLM_KERNELS=numpy $(PYTEST) tests/nn tests/optim tests/models tests/train
+	SCRATCHLLM_KERNELS=numpy $(PYTEST) tests/nn tests/optim tests/models tests/train tests/properties
 
 # tests/serve drive the chat page in Debian's chromium (Playwright is pointed at /usr/bin/chromium;
 # no browser download): install it when missing (CI runs `make test` as root on Debian)

@@ -114,7 +114,7 @@ MUTATIONS = [
     M("pth-storage-offset-ignored", "io/pth.py",
       "as_strided(raw[t.offset:],",
       "as_strided(raw[0:],",
-      ["tests/models/test_meta_llama2c.py"],
+      ["tests/models/test_pth_views.py", "tests/models/test_meta_llama2c.py"],
       {}, "a .pth tensor's storage offset ignored"),
     M("llama2c-wk-wv-swapped", "io/llama2c.py",
       '("attention.wk.weight", L, (KV * hd, dim)), ("attention.wv.weight", L, (KV * hd, dim))',

@@ -197,16 +197,16 @@ def _renderable():
 def test_draw_graph_writes_a_picture_or_says_what_to_install(tmp_path):
     *_, y = small_graph()
     svg, png = tmp_path / "g.svg", tmp_path / "g.png"
+    dot = draw_graph(y, svg)                                   # SVG: drawn by scratchllm, no Graphviz
+    assert dot.startswith("digraph") and svg.read_text().startswith("<svg")
     if _renderable():
-        dot = draw_graph(y, svg)
-        assert dot.startswith("digraph") and "<svg" in svg.read_text()
         draw_graph(y, str(png), format="png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
-        with pytest.raises(ScratchLLMError, match=r"writing .*g\.svg.* as svg needs .*graphviz") as err:
-            draw_graph(y, svg)
+        with pytest.raises(ScratchLLMError, match=r"writing .*g\.png.* as png needs .*graphviz") as err:
+            draw_graph(y, png, format="png")
         assert "install" in str(err.value) and "draw_graph(y)" in str(err.value)
-        assert not svg.exists() and list(tmp_path.iterdir()) == []
+        assert not png.exists() and [p.name for p in tmp_path.iterdir()] == ["g.svg"]
     assert list(tmp_path.glob(".draw_graph-*")) == []
 
 
@@ -227,10 +227,12 @@ def test_draw_graph_render_plumbing_with_a_stand_in_graphviz(tmp_path, monkeypat
     *_, y = small_graph()
     out = tmp_path / "graph.svg"
     out.write_bytes(b"old")
-    dot = draw_graph(y, out)
-    assert calls == [(dot, "svg")] and out.read_bytes() == b"<svg>svg</svg>"
+    dot = draw_graph(y, out, format="png")
+    assert calls == [(dot, "png")] and out.read_bytes() == b"<svg>png</svg>"
     draw_graph(y, out, format="pdf")
     assert out.read_bytes() == b"<svg>pdf</svg>"
+    draw_graph(y, out)                                                   # svg: never Graphviz
+    assert len(calls) == 2 and out.read_text().startswith("<svg xmlns")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["graph.svg"]
     with pytest.raises(ValueError, match="format must be one of"):
         draw_graph(y, out, format="jpeg")

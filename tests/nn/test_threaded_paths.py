@@ -15,7 +15,6 @@ from scratchllm import kernels
 from scratchllm.nn import functional as F
 from scratchllm.parallel import blas_threads
 from scratchllm import parallel as _threads
-from scratchllm.optim import adam
 
 
 def _run(cores, monkeypatch, fn):

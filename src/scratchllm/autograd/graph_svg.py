@@ -5,7 +5,8 @@ No Graphviz needed. The steps, each a few lines below:
 1. **layers**: the output sits in the last column; every other node one column left of the
    earliest node that uses it (so a constant appears right before the op that consumes it);
 2. **dummy points**: an edge that jumps over columns gets one bend point per column it crosses,
-   so no edge runs through a box;
+   so no edge runs through a box (unless that would take more than ``MAX_BENDS_PER_NODE`` points
+   per node: then long edges are drawn as one curve);
 3. **order**: within each column, nodes are sorted by the mean position of their neighbours
    (the barycenter heuristic), sweeping left-to-right and right-to-left a few times, which
    removes most edge crossings;
@@ -30,6 +31,7 @@ CHAR_W, ROW_H, PAD = 7.3, 15.0, 7.0   # monospace 12px text: width per character
 COL_GAP, NODE_GAP, MARGIN = 70.0, 22.0, 12.0
 FILL = {"leaf": "#cfe8ff", "const": "#e6e6e6", "op": "#fff4dc"}
 SWEEPS = 6
+MAX_BENDS_PER_NODE = 8      # beyond this many bend points per node and edge, long edges are drawn straight
 
 
 def layered_svg(nodes, edges, outputs=(), title: str = "computation graph") -> str:
@@ -90,9 +92,11 @@ def _with_dummies(n, layer, edges):
     for i in range(n):
         columns[layer[i]].append(i)
     chains, next_id = [], n
+    bends = sum(layer[c] - layer[p] - 1 for p, c, _ in edges)
+    budget = bends <= MAX_BENDS_PER_NODE * (n + len(edges))   # a node feeding 10,000 later ops: no bends
     for p, c, _ in edges:
         chain = [p]
-        for col in range(layer[p] + 1, layer[c]):
+        for col in range(layer[p] + 1, layer[c] if budget else layer[p] + 1):
             columns[col].append(next_id)
             chain.append(next_id)
             next_id += 1

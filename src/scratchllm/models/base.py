@@ -9,6 +9,7 @@ import os
 
 from ..autograd.tensor import Tensor
 from ..backend import xp
+from ..device import is_device_array
 from ..errors import ScratchLLMError
 from ..nn import Module
 from ..nn import functional as F
@@ -20,7 +21,7 @@ def as_ids(ids, vocab_size: int, context=None, what: str = "model input"):
     """Token ids (list, 1-D or 2-D ints, or a Tensor) -> int64 array (B, T), checked: integers
     in [0, vocab_size), at most ``context`` positions (None: any length, a prompt, which must
     not be empty). The one check of ids for ``model(ids)``, ``generate`` and ``stream``."""
-    a = ids.data if isinstance(ids, Tensor) else xp.asarray(ids)
+    a = ids.data if isinstance(ids, Tensor) else (ids if is_device_array(ids) else xp.asarray(ids))
     if a.ndim == 1:
         a = a[None, :]
     empty_prompt = context is None and a.ndim == 2 and a.shape[1] == 0
@@ -29,7 +30,7 @@ def as_ids(ids, vocab_size: int, context=None, what: str = "model input"):
         raise ScratchLLMError(f"{what} must be {rule} of equal-length rows, got shape {a.shape} dtype {a.dtype}")
     if context is not None and a.shape[1] > context:
         raise ScratchLLMError(f"sequence of {a.shape[1]} tokens exceeds the model's context of {context}")
-    if a.size and (a.min() < 0 or a.max() >= vocab_size):
+    if a.size and not is_device_array(a) and (a.min() < 0 or a.max() >= vocab_size):  # (GPU ids: no sync)
         raise ScratchLLMError(f"{what}: token ids must lie in [0, {vocab_size}), got [{a.min()}, {a.max()}]")
     return a.astype(xp.int64, copy=False)
 
@@ -52,7 +53,7 @@ class LanguageModel(Module):
         logits = self.head(self.hidden(ids))
         if targets is None:
             return logits
-        t = targets.data if isinstance(targets, Tensor) else xp.asarray(targets)
+        t = targets.data if isinstance(targets, Tensor) else (targets if is_device_array(targets) else xp.asarray(targets))
         if t.ndim == 1 and ids.shape[0] == 1:
             t = t[None, :]
         return logits, F.cross_entropy(logits, t)
@@ -107,7 +108,8 @@ class LanguageModel(Module):
         """Write the model to ``folder``: ``format="scratchllm"`` (model.safetensors + config.json,
         read back by ``sl.load_model``) or ``format="hf"`` (a folder transformers loads)."""
         folder = os.fspath(folder)
-        state = {k: xp.ascontiguousarray(v, dtype=xp.float32) for k, v in self.state_dict().items()}
+        state = {k: xp.ascontiguousarray(v.get() if is_device_array(v) else v, dtype=xp.float32)
+                 for k, v in self.state_dict().items()}
         if format == "hf":
             from ..io.hf import write_hf
             write_hf(folder, self.config, state)

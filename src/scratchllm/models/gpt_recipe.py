@@ -17,11 +17,12 @@ inference path for a GPT with any of them on (``make_decoder`` picks it).
 >>> value_embed_layers(6)
 [0, 1, 2, 0, 1, 2]
 """
+from ..autograd import ops
 from ..backend import xp
 from ..nn import Embedding, Linear, Module, ModuleList, RotaryEmbedding
 from ..nn import functional as F
 from ..nn.functional.activations import gelu_tanh_forward
-from ..nn.functional.recipe import qk_norm, relu2, relu2_forward, softcap, softcap_forward
+from ..nn.functional.recipe import qk_norm, relu2, relu2_forward, rope_heads_last, softcap, softcap_forward
 from ..nn.functional.rope import rope_rotate
 from ..nn.parameter import Parameter
 from .config import GPTConfig
@@ -73,21 +74,24 @@ class RecipeAttention(Module):
         self.rope = rope                                            # one layer shared by every block
 
     def forward(self, x, ve=None):
+        """Works in the (B, T, heads, D) layout the projection gives, then hands the packed
+        q|k|v to ``F.qkv_attention`` (GPT-2's fast fused attention)."""
         B, T, C = x.shape
         H, D = self.n_head, C // self.n_head
-        qkv = self.c_attn(x).reshape(B, T, 3, H, D)
-        q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))  # (B, H, T, D) each
-        if self.use_qk_norm:
-            q, k = qk_norm(q, k)
-        if self.rope is not None:
-            q, k = self.rope(q), self.rope(k)
+        qk, v = ops.split(self.c_attn(x), [2 * C, C], dim=-1)       # (B, T, 2C), (B, T, C)
+        if self.use_qk_norm or self.rope is not None:
+            qk = qk.reshape(B, T, 2 * H, D)                         # q heads, then k heads
+            if self.use_qk_norm:
+                qk = qk_norm(qk)
+            if self.rope is not None:
+                qk = rope_heads_last(qk, self.rope.cos.data, self.rope.sin.data, ROPE_LAYOUT)
+            qk = qk.reshape(B, T, 2 * C)
         if "lambdas" in self._parameters:
             v = self.lambdas[0] * v
             if ve is not None:
-                v = v + self.lambdas[1] * ve.reshape(B, T, H, D).transpose(1, 2)
+                v = v + self.lambdas[1] * ve                        # (B, T, C)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)   # (B, H, T, D)
-        y = self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        y = self.c_proj(F.qkv_attention(ops.cat([qk, v], dim=-1), H, is_causal=True, dropout_p=p))
         return F.dropout(y, p, self.training) if p else y
 
     def extra_repr(self) -> str:

@@ -22,8 +22,8 @@ from .positional import SinusoidalPositionalEmbedding, LearnedPositionalEmbeddin
 
 __all__ = ["functional", "Parameter", "Module", "ModuleList", "ModuleDict", "Sequential", "Linear", "Identity",
            "Embedding", "LayerNorm", "RMSNorm", "GELU", "SiLU", "ReLU", "Tanh", "Sigmoid", "Softmax", "Dropout",
-           "SwiGLU", "CausalSelfAttention", "PackedCausalSelfAttention", "SinusoidalPositionalEmbedding", "LearnedPositionalEmbedding",
-           "RotaryEmbedding", "init", "utils"]
+           "SwiGLU", "CausalSelfAttention", "PackedCausalSelfAttention", "SinusoidalPositionalEmbedding",
+           "LearnedPositionalEmbedding", "RotaryEmbedding", "init", "utils"]
 
 
 def __getattr__(name):

@@ -1,6 +1,7 @@
 """Causal self-attention layers: ``CausalSelfAttention`` (Llama's) and ``PackedCausalSelfAttention`` (GPT-2's).
 
-``CausalSelfAttention`` has Meta's names: ``wq`` (n_heads*hd, dim), ``wk``/``wv`` (n_kv_heads*hd, dim), ``wo`` (dim, n_heads*hd).
+``CausalSelfAttention``, Meta's names: ``wq`` (n_heads*hd, dim), ``wk``/``wv`` (n_kv_heads*hd, dim),
+``wo`` (dim, n_heads*hd).
 ``n_kv_heads`` must divide ``n_heads``; the G = n_heads / n_kv_heads query heads of a group
 share one key/value head (n_kv_heads == n_heads is plain multi-head attention, 1 is MQA).
 Optional RoPE on q and k (``rope_theta`` not None, or a shared ``rope`` layer).

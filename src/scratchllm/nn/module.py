@@ -21,6 +21,7 @@ from collections import namedtuple
 
 from ..autograd.tensor import Tensor
 from ..backend import xp
+from ..device import is_device_array, is_device_name, normalize, to_device
 from ..errors import ScratchLLMError
 from .parameter import Parameter
 
@@ -219,7 +220,7 @@ class Module:
             if k not in state_dict:
                 continue
             v = state_dict[k]
-            arr = v.data if isinstance(v, Tensor) else xp.asarray(v)
+            arr = v.data if isinstance(v, Tensor) else (v if is_device_array(v) else xp.asarray(v))
             if arr.shape != t.data.shape:
                 mismatched.append(f"{k}: checkpoint shape {tuple(arr.shape)}, model shape {tuple(t.data.shape)}")
             else:
@@ -234,12 +235,29 @@ class Module:
         if problems:
             raise ScratchLLMError(f"load_state_dict into {type(self).__name__}: " + " | ".join(problems))
         for k, arr in arrays.items():
-            own[k].data[...] = arr  # in place: identity (and optimizer references) kept
+            own[k].data[...] = to_device(arr, own[k].device)  # in place: identity (and optimizer references) kept
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ conversions
-    def to(self, dtype):
-        """Cast every floating-point parameter and buffer (and grad) to ``dtype``, in place."""
+    def to(self, *args, dtype=None, device=None):
+        """Move every parameter and buffer (and grad) to a device, and/or cast the floating-point
+        ones to a dtype, in place: ``model.to("cuda")``, ``model.to(sl.float64)``, ``model.to("cpu")``.
+        Create the optimizer after moving (its moments are made on the parameters' device)."""
+        for a in args:
+            if is_device_name(a):
+                device = a
+            else:
+                dtype = a
+        if device is not None:
+            device = normalize(device)
+            for m in self.modules():
+                for t in list(m._parameters.values()) + list(m._buffers.values()):
+                    if t is not None:
+                        t.data = to_device(t.data, device)
+                        if t.grad is not None:
+                            t.grad.data = to_device(t.grad.data, device)
+        if dtype is None:
+            return self
         dtype = xp.dtype(dtype)
         for m in self.modules():
             for t in list(m._parameters.values()) + list(m._buffers.values()):
@@ -248,6 +266,21 @@ class Module:
                     if t.grad is not None:
                         t.grad.data = t.grad.data.astype(dtype)
         return self
+
+    @property
+    def device(self) -> str:
+        """Where the first parameter (or buffer) lives, ``"cpu"`` for a module without any."""
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return "cpu"
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=None):
+        return self.to("cuda" if index is None else f"cuda:{int(index)}")
 
     def float(self):
         return self.to(xp.float32)

@@ -34,6 +34,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if not grads:
         return 0.0
     norm_type = float(norm_type)
+    if grads[0].__class__ is not xp.ndarray:          # on a GPU: no sync; the norm as a 0-d GPU array
+        from .functional.cuda_ops import clip_grad_norm_ as on_device
+        return on_device(grads, max_norm, norm_type)
     norms = [_norm(g, norm_type) for g in grads]
     total = _norm(xp.asarray(norms, dtype=xp.float64), norm_type)
     if error_if_nonfinite and not math.isfinite(total):

@@ -92,6 +92,9 @@ class Adam(Optimizer):
         element gets the same arithmetic whatever the split, so results do not depend on the
         number of cores.
         """
+        if any(p.data.__class__ is not xp.ndarray for g in self.param_groups for p in g["params"]):
+            from ..nn.functional.cuda_ops import adam_step     # parameters on a GPU: one CUDA kernel each
+            return adam_step(self, self._decoupled)
         jobs, total = [], 0
         k = kernels()
         compiled = {id(p) for g in self.param_groups for p in g["params"]

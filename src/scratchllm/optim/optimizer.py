@@ -134,10 +134,11 @@ class Optimizer:
 
 def _cast_state(key: str, value, p):
     """Buffers take the parameter's dtype and shape (as torch casts them); ``step`` stays a count."""
-    arr = xp.array(value.data if isinstance(value, Tensor) else value, copy=True)
+    from ..device import to_device, to_host
+    arr = xp.array(to_host(value.data if isinstance(value, Tensor) else value), copy=True)
     if key == "step":
         return arr.astype(xp.float32)
     if arr.shape != p.data.shape:
         raise ValueError(f"optimizer state '{key}' has shape {arr.shape}, its parameter has shape "
                          f"{p.data.shape}")
-    return arr.astype(p.data.dtype, copy=False)
+    return to_device(arr.astype(p.data.dtype, copy=False), p.device)   # the parameter's device

@@ -15,7 +15,8 @@ from .config import TrainConfig, parse_overrides, read_config_file
 from .presets import DEFAULT_PRESET, PRESETS, preset_config
 
 # the keys that set a fresh model's shape: meaningless with --init-from (the pretrained model's own)
-SHAPE_KEYS = ("arch", "n_layer", "n_head", "n_kv_head", "n_embd", "bias")
+SHAPE_KEYS = ("arch", "n_layer", "n_head", "n_kv_head", "n_embd", "bias", "positional", "qk_norm", "mlp_act",
+              "zero_init_proj", "tie_weights", "logit_softcap", "value_embeds")
 
 
 def add_train_command(subparsers) -> argparse.ArgumentParser:

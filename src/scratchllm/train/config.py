@@ -34,6 +34,14 @@ class TrainConfig:
     block_size: int = 128            # context length in tokens
     dropout: float = 0.0
     bias: bool = True                # gpt only: biases in Linear and LayerNorm
+    # gpt only, the speedrun recipe (models/gpt_recipe.py; GPTConfig keys of the same names), off by default
+    positional: str = "learned"      # "learned" | "sinusoidal" | "rope"
+    qk_norm: bool = False            # RMSNorm of q and k per head
+    mlp_act: str = "gelu"            # "gelu" | "relu2"
+    zero_init_proj: bool = False     # output projections (and an untied head) start at zero
+    tie_weights: bool = True         # False: a separate output head
+    logit_softcap: float = 0.0       # c > 0: logits = c tanh(logits / c)
+    value_embeds: bool = False       # value embeddings in the first and last layers
     init_from: str | None = None     # a pretrained model: anything sl.load_model reads
     # data
     data: list = field(default_factory=list)  # text files or folders; empty = bundled Tiny Shakespeare
@@ -54,6 +62,11 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0           # 0 = no clipping
+    optimizer: str = "adamw"         # "adamw" | "muon" (Muon for hidden matrices at muon_lr, AdamW at lr for the rest)
+    muon_lr: float = 0.02            # Muon's peak lr; the schedule scales it like lr
+    muon_momentum: float = 0.95
+    schedule: str = "cosine"         # "cosine" (warmup + cosine to min_lr) | "wsd" (warmup, stable, linear decay)
+    decay_frac: float = 0.2          # wsd: the share of max_steps spent decaying to min_lr
     seed: int = 1337
     # evaluation, logging, the final sample
     eval_interval: int = 250
@@ -89,6 +102,19 @@ class TrainConfig:
             if not cond:
                 raise ScratchLLMError(f"{source}: {msg}")
         need(self.arch in ("gpt", "llama"), f"arch must be 'gpt' or 'llama', got {self.arch!r}")
+        need(self.optimizer in ("adamw", "muon"), f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
+        need(self.schedule in ("cosine", "wsd"), f"schedule must be 'cosine' or 'wsd', got {self.schedule!r}")
+        need(0.0 <= self.decay_frac <= 1.0, f"decay_frac must be in [0, 1], got {self.decay_frac}")
+        need(math.isfinite(self.muon_lr) and self.muon_lr > 0, f"muon_lr must be > 0, got {self.muon_lr}")
+        need(0.0 <= self.muon_momentum < 1.0, f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
+        need(self.positional in ("learned", "sinusoidal", "rope"),
+             f"positional must be 'learned', 'sinusoidal' or 'rope', got {self.positional!r}")
+        need(self.mlp_act in ("gelu", "relu2"), f"mlp_act must be 'gelu' or 'relu2', got {self.mlp_act!r}")
+        need(math.isfinite(self.logit_softcap) and self.logit_softcap >= 0,
+             f"logit_softcap must be >= 0 (0 = off), got {self.logit_softcap}")
+        changed = [k for k in GPT_RECIPE_KEYS if getattr(self, k) != getattr(TrainConfig, k)]
+        need(self.arch == "gpt" or not changed, f"{', '.join(changed)}: options of arch 'gpt' only "
+                                               f"(arch is {self.arch!r})")
         for key in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps",
                     "max_steps", "eval_interval", "eval_batches", "log_interval", "bpe_vocab_size"):
             need(getattr(self, key) >= 1, f"{key} must be at least 1, got {getattr(self, key)}")
@@ -212,8 +238,10 @@ def read_config_file(path) -> dict:
 
 
 # keys that fix what a checkpoint is: a resumed run may not change them
+GPT_RECIPE_KEYS = ("positional", "qk_norm", "mlp_act", "zero_init_proj", "tie_weights", "logit_softcap",
+                   "value_embeds")
 RUN_IDENTITY_KEYS = ("arch", "n_layer", "n_head", "n_kv_head", "n_embd", "block_size", "bias",
-                     "init_from", "data", "tokenizer", "bpe_vocab_size", "val_fraction")
+                     "init_from", "data", "tokenizer", "bpe_vocab_size", "val_fraction", "optimizer") + GPT_RECIPE_KEYS
 
 
 def identity_diff(saved: TrainConfig, asked: TrainConfig) -> list[str]:

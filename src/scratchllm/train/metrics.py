@@ -48,6 +48,12 @@ class MetricsLog:
         with write_errors(self.path), atomic_write(self.path, "w") as f:
             f.writelines(lines)
 
+    def sync(self) -> None:
+        """The lines written so far on disk (before a checkpoint that is not an evaluation's)."""
+        if self.path.is_file():
+            with write_errors(self.path), open(self.path, "a", encoding="utf-8") as f:
+                os.fsync(f.fileno())
+
     def append(self, row: dict, sync: bool = False) -> None:
         """One line; ``sync``: on disk (fsync) before returning, as before a checkpoint."""
         line = json.dumps(row) + "\n"

@@ -81,9 +81,10 @@ def check_checkpoint_matches(ckpt, cfg: TrainConfig) -> None:
 def model_config_dict(cfg: TrainConfig, vocab_size: int) -> dict:
     """The ``build_model`` config for a fresh model of ``cfg``'s architecture."""
     if cfg.arch == "gpt":
+        from .config import GPT_RECIPE_KEYS
         return {"model_type": "gpt", "vocab_size": vocab_size, "block_size": cfg.block_size,
                 "n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd,
-                "dropout": cfg.dropout, "bias": cfg.bias}
+                "dropout": cfg.dropout, "bias": cfg.bias, **{k: getattr(cfg, k) for k in GPT_RECIPE_KEYS}}
     return {"model_type": "llama", "vocab_size": vocab_size, "dim": cfg.n_embd, "n_layers": cfg.n_layer,
             "n_heads": cfg.n_head, "n_kv_heads": cfg.n_kv_head or cfg.n_head, "multiple_of": 32,
             "max_seq_len": cfg.block_size, "dropout": cfg.dropout}
@@ -119,7 +120,17 @@ def check_block_size(model, cfg: TrainConfig) -> None:
 
 # ------------------------------------------------------------------ optimizer
 def make_optimizer(model, cfg: TrainConfig):
-    """AdamW with weight decay on matrices (ndim >= 2) only, not on biases and norm gains."""
+    """AdamW with weight decay on matrices (ndim >= 2) only, not on biases and norm gains.
+
+    ``optimizer="muon"``: ``MuonWithAdamW``, Muon on the hidden matrices (group 0, ``lr_scale =
+    muon_lr / lr`` so the schedule moves both), AdamW on embeddings, head, norms and biases."""
+    if cfg.optimizer == "muon":
+        from ..optim.muon import MuonWithAdamW, muon_param_groups
+        groups = muon_param_groups(model, muon_lr=cfg.muon_lr, adam_lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for group in groups:
+            group["lr_scale"] = cfg.muon_lr / cfg.lr if group["use_muon"] else 1.0
+        return MuonWithAdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,
+                             momentum=cfg.muon_momentum)
     from ..optim import AdamW
     decay, no_decay = [], []
     for _, p in model.named_parameters():

@@ -174,6 +174,8 @@ class Trainer:
             raise ScratchLLMError(f"{ckpt / OPTIMIZER} does not fit the model: {e}") from None
         for group in self.optimizer.param_groups:                   # settings may change on resume
             group["betas"] = (cfg.beta1, cfg.beta2)
+            if group.get("use_muon"):                               # Muon's matrices: muon_lr, via set_lr
+                group["lr_scale"], group["momentum"] = cfg.muon_lr / cfg.lr, cfg.muon_momentum
         self.optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay
         self.data_gen = Generator(cfg.seed)
         self.data_gen.set_state(state["rng"]["data"])
@@ -204,8 +206,10 @@ class Trainer:
         return self.elapsed_base + time.perf_counter() - self.t0
 
     def lr_at(self, step: int) -> float:
-        from ..optim.schedules import warmup_cosine
+        from ..optim.schedules import warmup_cosine, warmup_stable_decay
         c = self.cfg
+        if c.schedule == "wsd":
+            return warmup_stable_decay(step, c.lr, c.warmup(), c.max_steps, c.min_lr, c.decay_frac)
         return warmup_cosine(step, c.lr, c.warmup(), c.max_steps, c.min_lr)
 
     def train_step(self) -> float:
@@ -345,6 +349,8 @@ class Trainer:
                            "elapsed_s": round(self.elapsed(), 3)}, True, None)
             self.log(f"time budget of {c.max_minutes} minutes reached at step {self.step}")
         elif reason in ("interrupted", "stop_at_step") and self._last_saved != self.step:
+            if self.is_writer:
+                self.metrics.sync()
             self.save_checkpoint(is_best=False)
         if reason == "interrupted":
             self.log(f"interrupted: step {self.step} saved in {self.out / 'latest'}; continue with --resume")

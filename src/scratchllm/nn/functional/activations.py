@@ -13,7 +13,8 @@ from ...autograd import ops
 from ...autograd.tensor import make_result
 from ...backend import xp
 from ...kernels import kernels
-from ...parallel import chunk_edges, pooled, run_chunks
+from ...parallel import parallel_ranges, pooled
+from . import cuda_ops
 from ._util import as_float_tensor
 
 _C = math.sqrt(2.0 / math.pi)
@@ -58,23 +59,35 @@ def gelu_tanh_forward(x):
     k = kernels() if x.dtype == xp.float32 else None
     s, out = xp.empty_like(xf), xp.empty_like(xf)        # s saved for backward (e, with the kernels)
 
-    def forward_range(_, i, j):
-        if k is not None:
-            k.gelu_tanh_forward(xf[i:j], s[i:j], out[i:j])
-            return
-        xi, si = xf[i:j], s[i:j]
-        xp.multiply(xi, xi, out=si)            # every step below writes into this one temporary
-        si *= -2 * _K * _C
-        si -= 2 * _C
-        si *= xi                               # -2u, u = C (x + K x^3)
-        with xp.errstate(over="ignore"):       # exp(-2u) = inf: s = 0, as it should
-            xp.exp(si, out=si)
-        si += 1
-        xp.reciprocal(si, out=si)              # s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2
-        xp.multiply(xi, si, out=out[i:j])
-
-    run_chunks(forward_range, chunk_edges(xf.size, pooled(xf.size)))
+    f = k.gelu_tanh_forward if k is not None else _gelu_tanh_range
+    parallel_ranges(lambda i, j: f(xf[i:j], s[i:j], out[i:j]), xf.size, pooled(xf.size))
     return out.reshape(x.shape), (xf, s, k)
+
+
+def _gelu_tanh_range(x, s, out):
+    """The NumPy math of one flat range: s = 1 / (1 + exp(-2u)), out = x s (s saved)."""
+    xp.multiply(x, x, out=s)                   # every step below writes into this one temporary
+    s *= -2 * _K * _C
+    s -= 2 * _C
+    s *= x                                     # -2u, u = C (x + K x^3)
+    with xp.errstate(over="ignore"):           # exp(-2u) = inf: s = 0, as it should
+        xp.exp(s, out=s)
+    s += 1
+    xp.reciprocal(s, out=s)                    # s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2
+    xp.multiply(x, s, out=out)
+
+
+def _gelu_tanh_grad_range(x, s, g, d):
+    """The NumPy math of one flat range of the backward: d = g dy/dx."""
+    xp.multiply(x, x, out=d)
+    d *= 6 * _K * _C
+    d += 2 * _C
+    d *= x                                     # x (2C + 6CK x^2) = 2 x du/dx
+    w = xp.subtract(1.0, s, dtype=s.dtype)
+    w *= s                                     # s (1 - s)
+    d *= w
+    d += s                                     # dy/dx
+    d *= g
 
 
 def _gelu_tanh(a):
@@ -83,29 +96,15 @@ def _gelu_tanh(a):
         y = x s,   dy/dx = s + s (1 - s) x (2C + 6CK x^2)     (1 - t^2 = 4 s (1 - s))
     """
     x = a.data
+    if x.__class__ is not xp.ndarray:                      # on a GPU: nn/functional/cuda_ops.py
+        return cuda_ops.gelu_tanh(a)
     out, (xf, s, k) = gelu_tanh_forward(x)
 
     def backward(g):
         gf = g.reshape(-1) if g.flags.c_contiguous else xp.ascontiguousarray(g).reshape(-1)
         d = xp.empty_like(xf)
-        kb = k if gf.dtype == xp.float32 else None
-
-        def backward_range(_, i, j):
-            if kb is not None:
-                kb.gelu_tanh_backward(xf[i:j], s[i:j], gf[i:j], d[i:j])
-                return
-            xi, si, di = xf[i:j], s[i:j], d[i:j]
-            xp.multiply(xi, xi, out=di)
-            di *= 6 * _K * _C
-            di += 2 * _C
-            di *= xi                           # x (2C + 6CK x^2) = 2 x du/dx
-            w = xp.subtract(1.0, si, dtype=si.dtype)
-            w *= si                            # s (1 - s)
-            di *= w
-            di += si                           # dy/dx
-            di *= gf[i:j]
-
-        run_chunks(backward_range, chunk_edges(xf.size, pooled(xf.size)))
+        f = k.gelu_tanh_backward if k is not None and gf.dtype == xp.float32 else _gelu_tanh_grad_range
+        parallel_ranges(lambda i, j: f(xf[i:j], s[i:j], gf[i:j], d[i:j]), xf.size, pooled(xf.size))
         return (d.reshape(x.shape),)
 
     return make_result(out, (a,), backward, "gelu")

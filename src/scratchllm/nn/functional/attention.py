@@ -29,11 +29,12 @@ so dk and dv come out already summed over the group.
 """
 import math
 
-from ...autograd.ops.reduce import row_sums, softmax_
+from ...autograd.ops.reduce import softmax_
 from ...autograd.tensor import Tensor, make_result
 from ...backend import xp
 from ...kernels import kernels
 from ...parallel import chunk_edges, pooled, run_chunks
+from . import cuda_ops
 from ._util import as_float_tensor
 from .dropout import dropout_mask
 
@@ -186,6 +187,8 @@ def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p: float = 0.0
     if attn_mask is not None:
         m = attn_mask.data if isinstance(attn_mask, Tensor) else xp.asarray(attn_mask)
         mask = _mask5(m, Q.shape, Hk, G)
+    if Q.__class__ is not xp.ndarray:                      # on a GPU: nn/functional/cuda_ops.py
+        return cuda_ops.scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal, scale, G, generator)
 
     qs = (Q * Q.dtype.type(scale)).reshape(batch + (Hk, G * T, D))  # (..., Hk, G*T, D) no copy
     out = xp.empty(batch + (Hk, G * T, V.shape[-1]), dtype=Q.dtype)
@@ -241,6 +244,8 @@ def qkv_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: float = 0
     C = C3 // 3
     H, D = n_head, C // n_head
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
+    if X.__class__ is not xp.ndarray:                      # on a GPU: nn/functional/cuda_ops.py
+        return cuda_ops.qkv_attention(x, n_head, is_causal, dropout_p, scale, generator)
     Q, K, V = _heads(X, B, T, H, D)                                 # (B, H, T, D) views
     blocks = _row_blocks(T, is_causal, dropout_p)
     keys = (lambda r1: r1) if is_causal else (lambda r1: T)         # keys a row block may see

@@ -7,6 +7,7 @@ seeded ``Generator`` (the default one unless given), so runs are reproducible.
 from ...autograd.random import default_generator
 from ...autograd.tensor import make_result
 from ...backend import xp
+from . import cuda_ops
 from ._util import as_float_tensor
 
 
@@ -28,5 +29,8 @@ def dropout(x, p: float = 0.5, training: bool = True, generator=None):
     X = x.data
     if p == 1.0:
         return make_result(xp.zeros_like(X), (x,), lambda g: (xp.zeros_like(g),), "dropout")
-    mask = dropout_mask(X.shape, p, X.dtype, generator)
+    if X.__class__ is not xp.ndarray:                      # on a GPU: the mask drawn there (cuda_ops.py)
+        mask = cuda_ops.dropout_mask(X.shape, p, X.dtype, generator)
+    else:
+        mask = dropout_mask(X.shape, p, X.dtype, generator)
     return make_result(X * mask, (x,), lambda g: (g * mask,), "dropout")

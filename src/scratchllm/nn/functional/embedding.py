@@ -5,6 +5,7 @@ into the rows of dW that the ids name (sorted runs, see ``_scatter_add_rows``).
 """
 from ...autograd.tensor import Tensor, make_result
 from ...backend import xp
+from . import cuda_ops
 
 _SMALL = 64  # below this many ids np.add.at is as fast as anything
 
@@ -45,6 +46,8 @@ def _scatter_add_rows(out, idx, rows):
 def embedding(ids, weight):
     """Rows of ``weight`` (num, dim) picked by integer ``ids`` of any shape -> (*ids.shape, dim)."""
     W = weight.data
+    if W.__class__ is not xp.ndarray:                      # on a GPU: nn/functional/cuda_ops.py
+        return cuda_ops.embedding(ids, weight)
     idx = _ids_array(ids, W.shape[0])
     out = W[idx]
 

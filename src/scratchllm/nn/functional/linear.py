@@ -15,6 +15,7 @@ bias to its rows), and backward puts the row chunks of dx, dW and db in one job 
 from ...autograd.tensor import make_result
 from ...backend import xp
 from ...parallel import matmul, matmuls
+from . import cuda_ops
 from ._util import as_tensor, as_float_tensor
 
 
@@ -22,6 +23,8 @@ def linear(x, weight, bias=None):
     """``x @ weight.T + bias`` for x (..., in), weight (out, in), bias (out,) or None."""
     x = as_float_tensor(x)
     X, W = x.data, weight.data
+    if X.__class__ is not xp.ndarray or W.__class__ is not xp.ndarray:   # on a GPU: cuda_ops.py
+        return cuda_ops.linear(x, weight, None if bias is None else as_tensor(bias))
     if W.ndim != 2 or X.shape[-1] != W.shape[1]:
         raise ValueError(f"linear: input of shape {X.shape} does not match weight of shape {W.shape} "
                          f"(expected input (..., {W.shape[-1]}) and weight (out_features, in_features))")

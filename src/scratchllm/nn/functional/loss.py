@@ -12,6 +12,7 @@ pass over (N, C) plus a scatter into the N target entries (no one-hot is built).
 from ...autograd.ops.reduce import softmax_
 from ...autograd.tensor import Tensor, make_result
 from ...backend import xp
+from . import cuda_ops
 from ._util import as_float_tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -41,6 +42,8 @@ def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "me
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     x = as_float_tensor(logits)
     X = x.data
+    if X.__class__ is not xp.ndarray:                      # on a GPU: nn/functional/cuda_ops.py
+        return cuda_ops.cross_entropy(x, target, ignore_index, reduction, label_smoothing)
     t = target.data if isinstance(target, Tensor) else xp.asarray(target)
     C = X.shape[-1]
     if t.dtype.kind not in "iu" or t.shape != X.shape[:-1]:

@@ -20,7 +20,8 @@ import math
 from ...autograd.tensor import make_result
 from ...backend import xp
 from ...kernels import kernels
-from ...parallel import chunk_edges, pooled, run_chunks
+from ...parallel import chunk_edges, parallel_ranges, pooled, run_chunks
+from . import cuda_ops
 from ._util import as_float_tensor, row_sums
 
 
@@ -141,37 +142,40 @@ def norm_forward(x2d, w, bv, eps, center):
     k = _compiled(x2d, w, bv)
     if k is not None:
         wk, bk = _or_const(w, 1, d, x2d.dtype), _or_const(bv, 0, d, x2d.dtype)
-
-    def forward_rows(_, a, b):
-        if k is not None:
-            k.norm_forward(x2d[a:b], wk, bk, eps, center, out[a:b], xhat[a:b], rstd[a:b])
-            return
-        xr, xh, rs = x2d[a:b], xhat[a:b], rstd[a:b]
-        if center:
-            xp.subtract(xr, row_sums(xr, 1.0 / d)[:, None], out=xh)     # centred, becomes xhat in place
-        else:
-            xh[...] = xr
-        xp.einsum("nd,nd->n", xh, xh, out=rs[:, 0])
-        rs *= 1.0 / d
-        rs += eps
-        xp.sqrt(rs, out=rs)
-        xp.reciprocal(rs, out=rs)
-        xh *= rs
-        if w is not None:
-            xp.multiply(xh, w, out=out[a:b])
-        else:
-            out[a:b] = xh
-        if bv is not None:
-            out[a:b] += bv
-
-    run_chunks(forward_rows, _split(n, d)[0])
+        rows = lambda a, b: k.norm_forward(x2d[a:b], wk, bk, eps, center, out[a:b], xhat[a:b], rstd[a:b])  # noqa: E731
+    else:
+        rows = lambda a, b: _norm_rows(x2d[a:b], w, bv, eps, center, out[a:b], xhat[a:b], rstd[a:b])  # noqa: E731
+    parallel_ranges(rows, n, pooled(n * d))
     return out, xhat, rstd
+
+
+def _norm_rows(x, w, b, eps, center, out, xhat, rstd):
+    """The NumPy math of one row range: x (n, d) -> out, xhat (n, d), rstd (n, 1), in place."""
+    d = x.shape[1]
+    if center:
+        xp.subtract(x, row_sums(x, 1.0 / d)[:, None], out=xhat)         # centred, becomes xhat in place
+    else:
+        xhat[...] = x
+    xp.einsum("nd,nd->n", xhat, xhat, out=rstd[:, 0])
+    rstd *= 1.0 / d
+    rstd += eps
+    xp.sqrt(rstd, out=rstd)
+    xp.reciprocal(rstd, out=rstd)                         # 1 / sqrt(mean(xhat^2) + eps)
+    xhat *= rstd
+    if w is not None:
+        xp.multiply(xhat, w, out=out)
+    else:
+        out[...] = xhat
+    if b is not None:
+        out += b
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
     """LayerNorm over the trailing ``normalized_shape`` dims, torch's signature."""
     x = as_float_tensor(x)
     X = x.data
+    if X.__class__ is not xp.ndarray:                      # on a GPU: nn/functional/cuda_ops.py
+        return cuda_ops.layer_norm(x, normalized_shape, weight, bias, eps)
     x2d, ns = _rows(X, normalized_shape, "layer_norm")
     w = weight.data.reshape(-1) if weight is not None else None
     bv = bias.data.reshape(-1) if bias is not None else None
@@ -196,6 +200,8 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     X = x.data
     if eps is None:
         eps = float(xp.finfo(X.dtype).eps)
+    if X.__class__ is not xp.ndarray:                      # on a GPU: nn/functional/cuda_ops.py
+        return cuda_ops.rms_norm(x, normalized_shape, weight, eps)
     x2d, ns = _rows(X, normalized_shape, "rms_norm")
     w = weight.data.reshape(-1) if weight is not None else None
     out, xhat, rstd = norm_forward(x2d, w, None, eps, center=False)

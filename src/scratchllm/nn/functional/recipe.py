@@ -2,7 +2,8 @@
 
     relu2(x)            y = max(x, 0)^2                 dy/dx = 2 max(x, 0)
     softcap(x, c)       y = c tanh(x / c)                dy/dx = 1 - (y / c)^2
-    qk_norm(q, k)       RMSNorm of every head's q and k over head_dim, no gain (``rms_norm``)
+    qk_norm(x)          RMSNorm of every head's q and k over head_dim, no gain (``rms_norm``)
+    rope_heads_last     RoPE on (B, T, H, D) (the layout the packed projection gives, no transposes)
 
 ``relu2_forward`` / ``softcap_forward`` are the plain-array forwards, which the raw-array
 decoder (models/gpt_recipe.py) calls too; the ops below wrap them with their backward.
@@ -16,6 +17,7 @@ from ...autograd.tensor import make_result
 from ...backend import xp
 from ._util import as_float_tensor
 from .normalization import rms_norm
+from .rope import rope_rotate
 
 
 def relu2_forward(x):
@@ -62,7 +64,24 @@ def softcap(x, cap: float):
     return make_result(y, (x,), backward, "softcap")
 
 
-def qk_norm(q, k, eps=None):
-    """RMSNorm of q and k (..., head_dim) over head_dim, no learned gain (``eps=None``: the
-    dtype's machine epsilon, as torch's ``F.rms_norm``): composed from the fused ``rms_norm``."""
-    return rms_norm(q, (q.shape[-1],), None, eps), rms_norm(k, (k.shape[-1],), None, eps)
+def qk_norm(x, eps=None):
+    """RMSNorm of every head vector of x (..., head_dim), no learned gain (``eps=None``: the dtype's
+    machine epsilon, as torch's ``F.rms_norm``); q and k heads can go through in one call.
+    Composed: it is the fused ``rms_norm`` op over the last dim."""
+    return rms_norm(x, (x.shape[-1],), None, eps)
+
+
+def rope_heads_last(x, cos, sin, layout: str = "half"):
+    """RoPE on x (B, T, H, D), heads after time (as a projection comes out, no transpose), at
+    positions 0 .. T-1; ``cos``, ``sin`` (>= T, D/2) from ``rope_cache``. The backward rotates
+    the gradient back (by minus the angle), as ``apply_rope``."""
+    x = as_float_tensor(x)
+    X = x.data
+    T, D = X.shape[-3], X.shape[-1]
+    if D % 2 or cos.shape[-1] * 2 != D or T > cos.shape[0]:
+        raise ValueError(f"rope_heads_last: x {X.shape} (B, T, H, D) does not fit rope tables {cos.shape} "
+                         f"(need at least T rows of D/2)")
+    c = xp.asarray(cos[:T], dtype=X.dtype)[:, None, :]             # (T, 1, D/2): one angle per position
+    s = xp.asarray(sin[:T], dtype=X.dtype)[:, None, :]
+    out = rope_rotate(X, c, s, layout)
+    return make_result(out, (x,), lambda g: (rope_rotate(g, c, -s, layout),), "rope")

@@ -62,7 +62,7 @@ def rope_rotate(x, cos, sin, layout: str = "interleaved"):
     out = xp.empty_like(x)
     a, b = _pairs(x, layout)
     oa, ob = _pairs(out, layout)
-    tmp = xp.empty(a.shape, dtype=x.dtype)
+    tmp = xp.empty_like(a)
     xp.multiply(a, cos, out=oa)
     xp.multiply(b, sin, out=tmp)
     oa -= tmp                                            # a cos - b sin
@@ -81,8 +81,8 @@ def apply_rope(x, cos, sin, layout: str = "interleaved", offset: int = 0):
         raise ValueError(f"apply_rope: head dim {D} does not match rope tables of width {cos.shape[-1]} (need D/2)")
     if offset + T > cos.shape[0]:
         raise ValueError(f"apply_rope: positions up to {offset + T} exceed the rope table length {cos.shape[0]}")
-    c = xp.asarray(cos[offset:offset + T], dtype=X.dtype)   # (T, D/2)
-    s = xp.asarray(sin[offset:offset + T], dtype=X.dtype)
+    c = cos[offset:offset + T].astype(X.dtype, copy=False)   # (T, D/2)
+    s = sin[offset:offset + T].astype(X.dtype, copy=False)
     out = rope_rotate(X, c, s, layout)
     return make_result(out, (x,), lambda g: (rope_rotate(g, c, -s, layout),), "rope")
 

@@ -1,0 +1,329 @@
+"""CUDA kernels (CuPy) for the fused ops, on plain CuPy arrays: each beside its plain-CuPy reference.
+
+Used by ``nn/functional/cuda_ops.py`` when a tensor lives on a GPU. float32 runs the kernels
+below; any other dtype (float64 for gradient checks) runs the reference, the same math as
+plain CuPy array expressions. Every kernel is built on first use (CuPy compiles and caches it),
+never at import time, and this module imports CuPy only when one is asked for.
+
+    row kernels (one thread block per row, ``_BLOCK`` threads, warp-shuffle sums):
+        norm_forward / norm_backward     LayerNorm (center) and RMSNorm over rows (N, D)
+        softmax_rows_                    softmax of (scaled, optionally causal) rows, in place
+        cross_entropy_rows               log-sum-exp and loss per row, targets / ignore_index / smoothing
+    elementwise kernels:
+        gelu_tanh_forward / _backward    GPT-2's GELU (saves only x)
+        cross_entropy_backward           coef * (softmax - onehot (1 - eps) - eps / C)
+        adam_update                      Adam / AdamW, one pass over p, g, m, v
+
+>>> # on a GPU:  y, xhat, rstd = norm_forward(cupy.ones((4, 8), "f"), None, None, 1e-5, True)
+"""
+import functools
+import math
+
+_BLOCK = 256          # threads per row block (a multiple of 32: whole warps for the shuffles)
+
+_ROW_SOURCE = r"""
+__device__ __forceinline__ float block_sum(float v, float* buf) {
+    // every thread gets the sum of v over the block (blockDim.x a multiple of 32, <= 1024)
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    __syncthreads();                               // buf may still be read by the previous call
+    if (lane == 0) buf[wid] = v;
+    __syncthreads();
+    float t = (lane < nw) ? buf[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffff, t, o);
+    return t;
+}
+
+__device__ __forceinline__ float block_max(float v, float* buf) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
+    __syncthreads();
+    if (lane == 0) buf[wid] = v;
+    __syncthreads();
+    float t = (lane < nw) ? buf[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffff, t, o));
+    return t;
+}
+
+// LayerNorm (center = 1) or RMSNorm (center = 0) of row blockIdx.x of x (N, D)
+extern "C" __global__ void norm_forward(const float* x, const float* w, const float* b, float* y,
+                                        float* xhat, float* rstd, int D, float eps, int center,
+                                        int has_w, int has_b) {
+    __shared__ float buf[32];
+    long long row = blockIdx.x;
+    const float* xr = x + row * D;
+    float s = 0.f;
+    if (center) for (int i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
+    float mean = center ? block_sum(s, buf) / D : 0.f;
+    float v = 0.f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) { float d = xr[i] - mean; v += d * d; }
+    float rs = rsqrtf(block_sum(v, buf) / D + eps);
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float h = (xr[i] - mean) * rs;
+        xhat[row * D + i] = h;
+        y[row * D + i] = h * (has_w ? w[i] : 1.f) + (has_b ? b[i] : 0.f);
+    }
+    if (threadIdx.x == 0) rstd[row] = rs;
+}
+
+// dx = rstd * (dxhat - [mean(dxhat)] - xhat * mean(dxhat * xhat)),  dxhat = g * w
+extern "C" __global__ void norm_backward(const float* g, const float* xhat, const float* rstd,
+                                         const float* w, float* dx, int D, int center, int has_w) {
+    __shared__ float buf[32];
+    long long row = blockIdx.x;
+    const float* gr = g + row * D;
+    const float* hr = xhat + row * D;
+    float s1 = 0.f, s2 = 0.f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float dh = gr[i] * (has_w ? w[i] : 1.f);
+        s1 += dh; s2 += dh * hr[i];
+    }
+    float m1 = center ? block_sum(s1, buf) / D : 0.f;
+    float m2 = block_sum(s2, buf) / D;
+    float rs = rstd[row];
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        float dh = gr[i] * (has_w ? w[i] : 1.f);
+        dx[row * D + i] = rs * (dh - m1 - hr[i] * m2);
+    }
+}
+
+// softmax of row blockIdx.x of s (rows, n) in place, of scale * s; causal: the row r of a block of
+// T query rows at positions r0.. sees keys 0 .. r0 + (r % T) (the rest become 0)
+extern "C" __global__ void softmax_rows(float* s, int n, int T, int r0, int causal, float scale) {
+    __shared__ float buf[32];
+    long long row = blockIdx.x;
+    float* r = s + row * n;
+    int lim = causal ? min(n, r0 + (int)(row % T) + 1) : n;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < lim; i += blockDim.x) m = fmaxf(m, r[i] * scale);
+    m = block_max(m, buf);
+    float z = 0.f;
+    for (int i = threadIdx.x; i < lim; i += blockDim.x) { float e = __expf(r[i] * scale - m); r[i] = e; z += e; }
+    float inv = 1.f / block_sum(z, buf);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) r[i] = (i < lim) ? r[i] * inv : 0.f;
+}
+
+// per row of logits x (N, C): lse = log sum exp x; loss = (1-eps)(lse - x[t]) + (eps/C)(C lse - sum x);
+// loss 0 where t == ignore; NaN where t is out of range (no host check on the GPU)
+extern "C" __global__ void cross_entropy_rows(const float* x, const long long* t, float* lse_out,
+                                              float* loss, int C, long long ignore, float eps) {
+    __shared__ float buf[32];
+    long long row = blockIdx.x;
+    const float* xr = x + row * C;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) m = fmaxf(m, xr[i]);
+    m = block_max(m, buf);
+    float z = 0.f, sx = 0.f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) { z += __expf(xr[i] - m); sx += xr[i]; }
+    z = block_sum(z, buf);
+    if (eps != 0.f) sx = block_sum(sx, buf);
+    if (threadIdx.x == 0) {
+        float lse = logf(z) + m;
+        long long tt = t[row];
+        lse_out[row] = lse;
+        if (tt == ignore) loss[row] = 0.f;
+        else if (tt < 0 || tt >= C) loss[row] = NAN;
+        else loss[row] = (1.f - eps) * (lse - xr[tt]) + (eps != 0.f ? (eps / C) * (C * lse - sx) : 0.f);
+    }
+}
+"""
+
+
+def _cp():
+    from ..device import cupy
+    return cupy()
+
+
+@functools.lru_cache(maxsize=None)
+def _row_kernels():
+    cp = _cp()
+    module = cp.RawModule(code=_ROW_SOURCE, options=("--use_fast_math",))
+    return {name: module.get_function(name) for name in
+            ("norm_forward", "norm_backward", "softmax_rows", "cross_entropy_rows")}
+
+
+def _launch(name, n_rows, args):
+    if n_rows:
+        _row_kernels()[name]((int(n_rows),), (_BLOCK,), args)
+
+
+def _f32(*arrays) -> bool:
+    """Whether the kernels apply: every given array float32 and C-contiguous."""
+    return all(a is None or (a.dtype.char == "f" and a.flags.c_contiguous) for a in arrays)
+
+
+def _arg(a, stand_in):
+    """An array argument, or ``stand_in`` (never read: its has_ flag is 0) for a missing one."""
+    return a if a is not None else stand_in
+
+
+# ---------------------------------------------------------------- LayerNorm / RMSNorm
+def norm_reference(x2d, w, b, eps, center):
+    """(y, xhat, rstd) in plain CuPy."""
+    mean = x2d.mean(axis=1, keepdims=True) if center else 0.0
+    xc = x2d - mean
+    rstd = 1.0 / (((xc * xc).mean(axis=1, keepdims=True) + eps) ** 0.5)       # (N, 1)
+    xhat = xc * rstd
+    y = xhat * (1.0 if w is None else w) + (0.0 if b is None else b)
+    return y.astype(x2d.dtype, copy=False), xhat, rstd
+
+
+def norm_forward(x2d, w, b, eps, center):
+    """LayerNorm (``center``) / RMSNorm of rows x2d (N, D) -> (y, xhat, rstd (N, 1))."""
+    cp = _cp()
+    if not _f32(x2d, w, b):
+        return norm_reference(x2d, w, b, eps, center)
+    N, D = x2d.shape
+    y, xhat, rstd = cp.empty_like(x2d), cp.empty_like(x2d), cp.empty((N, 1), dtype=x2d.dtype)
+    _launch("norm_forward", N, (x2d, _arg(w, x2d), _arg(b, x2d), y, xhat, rstd, cp.int32(D),
+                                cp.float32(eps), cp.int32(bool(center)), cp.int32(w is not None),
+                                cp.int32(b is not None)))
+    return y, xhat, rstd
+
+
+def norm_backward(g2d, xhat, rstd, w, center, want_dx=True):
+    """(dx or None, dw = sum_n g xhat, db = sum_n g) of the row normalisation."""
+    cp = _cp()
+    g2d = cp.ascontiguousarray(g2d)
+    dx = None
+    if want_dx:
+        if _f32(g2d, xhat, rstd, w):
+            dx = cp.empty_like(xhat)
+            _launch("norm_backward", xhat.shape[0], (g2d, xhat, rstd, _arg(w, xhat), dx, cp.int32(xhat.shape[1]),
+                                                     cp.int32(bool(center)), cp.int32(w is not None)))
+        else:
+            dxhat = g2d * (1.0 if w is None else w)
+            dx = dxhat - (dxhat * xhat).mean(axis=1, keepdims=True) * xhat
+            if center:
+                dx -= dxhat.mean(axis=1, keepdims=True)
+            dx *= rstd
+    return dx, (g2d * xhat).sum(axis=0), g2d.sum(axis=0)
+
+
+# ---------------------------------------------------------------- softmax (attention's)
+def softmax_rows_(s, T=None, r0=0, causal=False, scale=1.0):
+    """softmax(scale * s) over the last axis of a contiguous s (..., T, n), in place; ``causal``:
+    row i of every T rows (at position r0 + i) sees keys 0 .. r0 + i. Returns s."""
+    cp = _cp()
+    n = s.shape[-1]
+    T = T or (s.shape[-2] if s.ndim > 1 else 1)
+    if not _f32(s):
+        if scale != 1.0:
+            s *= scale
+        if causal:
+            rows = cp.arange(s.shape[-2])[:, None] % T + r0
+            s[...] = cp.where(cp.arange(n)[None, :] <= rows, s, -cp.inf)
+        s -= s.max(axis=-1, keepdims=True)
+        cp.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        return s
+    _launch("softmax_rows", s.size // max(n, 1) if n else 0,
+            (s, cp.int32(n), cp.int32(T), cp.int32(r0), cp.int32(bool(causal)), cp.float32(scale)))
+    return s
+
+
+# ---------------------------------------------------------------- cross-entropy
+def cross_entropy_rows(x2d, t1, ignore_index, eps):
+    """(loss per row (N,), lse (N,)) of logits x2d (N, C) and int64 targets t1 (N,)."""
+    cp = _cp()
+    N, C = x2d.shape
+    if not _f32(x2d):
+        m = x2d.max(axis=1, keepdims=True)
+        lse = cp.log(cp.exp(x2d - m).sum(axis=1)) + m[:, 0]
+        valid = t1 != ignore_index
+        tc = cp.where(valid, t1, 0)
+        picked = cp.take_along_axis(x2d, tc[:, None], axis=1)[:, 0]
+        loss = (1.0 - eps) * (lse - picked)
+        if eps:
+            loss += (eps / C) * (C * lse - x2d.sum(axis=1))
+        bad = valid & ((t1 < 0) | (t1 >= C))
+        loss = cp.where(valid, cp.where(bad, cp.nan, loss), 0.0).astype(x2d.dtype)
+        return loss, lse.astype(x2d.dtype)
+    loss, lse = cp.empty(N, dtype=x2d.dtype), cp.empty(N, dtype=x2d.dtype)
+    _launch("cross_entropy_rows", N, (x2d, cp.ascontiguousarray(t1, dtype=cp.int64), lse, loss, cp.int32(C),
+                                      cp.int64(ignore_index), cp.float32(eps)))
+    return loss, lse
+
+
+@functools.lru_cache(maxsize=None)
+def _ce_backward_kernel():
+    return _cp().ElementwiseKernel(
+        "T x, raw T lse, raw int64 t, raw T coef, int64 C, T keep, T spread",
+        "T dx",
+        """long long row = i / C, col = i % C;
+           T p = exp(x - lse[row]);
+           dx = coef[row] * (p - (col == t[row] ? keep : (T)0) - spread);""",
+        "scratchllm_ce_backward")
+
+
+def cross_entropy_backward(x2d, t1, lse, coef, eps):
+    """dx (N, C) = coef[:, None] * (softmax(x) - (1 - eps) onehot(t) - eps / C); coef 0 on ignored rows."""
+    C = x2d.shape[1]
+    dt = x2d.dtype.type
+    return _ce_backward_kernel()(x2d, lse, t1, coef, C, dt(1.0 - eps), dt(eps / C))
+
+
+# ---------------------------------------------------------------- GELU (tanh form)
+_C, _K = math.sqrt(2.0 / math.pi), 0.044715
+
+
+@functools.lru_cache(maxsize=None)
+def _gelu_kernels():
+    cp = _cp()
+    fwd = cp.ElementwiseKernel(
+        "T x", "T y",
+        f"T s = (T)1 / ((T)1 + exp((T)(-2 * {_C!r}) * (x + (T){_K!r} * x * x * x))); y = x * s;",
+        "scratchllm_gelu_tanh_forward")
+    bwd = cp.ElementwiseKernel(
+        "T x, T g", "T dx",
+        f"""T s = (T)1 / ((T)1 + exp((T)(-2 * {_C!r}) * (x + (T){_K!r} * x * x * x)));
+            dx = g * (s + s * ((T)1 - s) * x * ((T)(2 * {_C!r}) + (T)(6 * {_C * _K!r}) * x * x));""",
+        "scratchllm_gelu_tanh_backward")
+    return fwd, bwd
+
+
+def gelu_tanh_forward(x):
+    """y = x s, s = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2, u = C (x + K x^3) (as the NumPy op)."""
+    return _gelu_kernels()[0](x)
+
+
+def gelu_tanh_backward(x, g):
+    """dy/dx * g = g (s + s (1 - s) x (2C + 6CK x^2)), s recomputed from x (nothing else saved)."""
+    return _gelu_kernels()[1](x, g)
+
+
+# ---------------------------------------------------------------- Adam / AdamW
+@functools.lru_cache(maxsize=None)
+def _adam_kernel():
+    return _cp().ElementwiseKernel(
+        "T g, T gsign, T decay, T l2, T one_m_b1, T b2, T one_m_b2, T step_size, T bc2_sqrt, T eps",
+        "T p, T m, T v",
+        """T gg = gsign * g + l2 * p;
+           p = p * decay;
+           m = m + one_m_b1 * (gg - m);
+           v = b2 * v + one_m_b2 * gg * gg;
+           p = p - step_size * m / (sqrt(v) / bc2_sqrt + eps);""",
+        "scratchllm_adam_update")
+
+
+def adam_update(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled, maximize):
+    """One Adam (``decoupled`` False: L2 in the gradient) / AdamW step of p, m, v in place, in
+    torch.optim's order (decay p; m += (1-b1)(g-m); v = b2 v + (1-b2) g^2; p -= lr/bc1 m/(sqrt(v)/sqrt(bc2)+eps))."""
+    dt = p.dtype.type
+    decay = 1 - lr * weight_decay if decoupled else 1.0
+    l2 = 0.0 if decoupled else weight_decay
+    _adam_kernel()(g, dt(-1.0 if maximize else 1.0), dt(decay), dt(l2), dt(1 - beta1), dt(beta2),
+                   dt(1 - beta2), dt(lr / (1 - beta1 ** t)), dt((1 - beta2 ** t) ** 0.5), dt(eps), p, m, v)
+
+
+def adam_reference(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled, maximize):
+    """The same step in plain CuPy array expressions (tests compare the kernel with it)."""
+    g = -g if maximize else g
+    if decoupled:
+        p *= 1 - lr * weight_decay
+    else:
+        g = g + weight_decay * p
+    m += (1 - beta1) * (g - m)
+    v *= beta2
+    v += (1 - beta2) * g * g
+    p -= (lr / (1 - beta1 ** t)) * m / ((v ** 0.5) / ((1 - beta2 ** t) ** 0.5) + eps)
