@@ -160,3 +160,12 @@ def test_muon_rejects_vectors():
         sl.optim.Muon([Parameter(np.zeros(3))])
     with pytest.raises(ValueError, match="momentum"):
         sl.optim.Muon([Parameter(np.zeros((3, 3)))], momentum=1.0)
+
+
+def test_muon_param_groups_split_a_llama():
+    model = sl.models.Llama(sl.models.LlamaConfig.from_preset("llama-nano"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    muon, mats, rest = ([names[id(p)] for p in g["params"]] for g in muon_param_groups(model))
+    assert len(muon) == 7 * model.config.n_layers and not any("output" in n or "tok_" in n for n in muon)
+    assert sorted(mats) == ["output.weight", "tok_embeddings.weight"]
+    assert all("norm" in n for n in rest)

@@ -64,6 +64,9 @@ class LanguageModel(Module):
         ``dec.step(ids (B, T)) -> logits (B, vocab)`` of the last position, a KV cache of
         ``max_len`` positions (default: the context). With ``model.generation_quant = "q8_0"``
         (models/quant.py) its matrices are int8."""
+        if self.device != "cpu":                       # on a GPU: models/device_decode.py (no KV cache yet)
+            from .device_decode import DeviceDecoder
+            return DeviceDecoder(self, batch, max_len or self.context_length)
         dec = make_decoder(self.config, self.state_dict(), batch, max_len or self.context_length,
                            **self.decoder_tables())
         if getattr(self, "generation_quant", None):

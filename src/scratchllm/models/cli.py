@@ -51,6 +51,7 @@ def add_generate_command(subparsers) -> None:
                    help="stop before this text (repeatable; a special token's text stops at its id)")
     p.add_argument("--quantize", choices=("q8_0",), default=None,
                    help="int8 weights and activations for the matrix products, as llama2.c's runq (models/quant.py)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (needs CuPy: scratchllm[cuda])")
     p.set_defaults(func=run_generate)
 
 
@@ -166,6 +167,10 @@ def run_generate(args) -> int:
         raise ScratchLLMError(f"--num-samples must be at least 1, got {args.num_samples}")
     check_model_path(args.model)
     model = load_model(args.model)
+    if getattr(args, "device", "cpu") != "cpu":
+        if args.quantize:
+            raise ScratchLLMError("--quantize runs on the CPU only; leave out --device or --quantize")
+        model.to(args.device)                                  # a clear error without CuPy / a GPU
     if args.quantize:
         from .quant import set_generation_quant
         set_generation_quant(model, args.quantize)

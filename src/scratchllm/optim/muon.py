@@ -19,8 +19,8 @@ Muon is for the hidden matrices only. Embeddings, the output head, norm gains an
 AdamW: ``MuonWithAdamW`` is one optimizer holding both kinds of group (the repo's
 ``MuonWithAuxAdam``), and ``muon_param_groups(model)`` splits a model's parameters that way:
 
->>> opt = MuonWithAdamW(muon_param_groups(model, muon_lr=0.02, adam_lr=3e-3, weight_decay=0.1))
->>> loss.backward(); opt.step(); opt.zero_grad()
+>>> opt = MuonWithAdamW(muon_param_groups(model, muon_lr=0.02, adam_lr=3e-3, weight_decay=0.1))  # doctest: +SKIP
+>>> loss.backward(); opt.step(); opt.zero_grad()                                                  # doctest: +SKIP
 
 Both save and resume through ``state_dict()`` / ``load_state_dict()`` (momentum buffers for
 Muon's parameters, Adam's moments for the others), so a resumed run continues bit for bit.
@@ -28,6 +28,8 @@ Muon's parameters, Adam's moments for the others), so a resumed run continues bi
 from __future__ import annotations
 
 from ..backend import xp
+from ..device import array_module
+from ..parallel import blas_threads, run_jobs
 from .adam import AdamW
 from .optimizer import Optimizer
 
@@ -43,10 +45,11 @@ def newton_schulz5(G, steps: int = 5, eps: float = 1e-7):
     """
     if G.ndim != 2:
         raise ValueError(f"newton_schulz5: expected a matrix, got shape {G.shape}")
+    m = array_module(G)                                      # NumPy, or CuPy for a GPU array
     a, b, c = (G.dtype.type(v) for v in NS_COEFFS)
     tall = G.shape[0] > G.shape[1]
     X = G.T if tall else G
-    X = X / (xp.sqrt(xp.sum(X * X)) + G.dtype.type(eps))   # spectral norm <= Frobenius norm <= 1
+    X = X / (m.sqrt(m.sum(X * X)) + G.dtype.type(eps))     # spectral norm <= Frobenius norm <= 1
     for _ in range(steps):
         A = X @ X.T                                          # (r, r), r = min(rows, cols)
         B = b * A + c * (A @ A)
@@ -88,7 +91,7 @@ class Muon(Optimizer):
                     continue
                 state = self.state.get(p)
                 if state is None:
-                    state = self.state[p] = {"momentum_buffer": xp.zeros_like(p.data)}
+                    state = self.state[p] = {"momentum_buffer": array_module(p.data).zeros_like(p.data)}
                 jobs.append((p.data.size, _job(p, state["momentum_buffer"], group)))
         return jobs
 
@@ -96,11 +99,12 @@ class Muon(Optimizer):
 def _job(p, buf, group):
     def run():
         lr, wd = group["lr"], group["weight_decay"]
-        grad = xp.asarray(p.grad.data, dtype=p.data.dtype)
+        grad = p.grad.data.astype(p.data.dtype, copy=False)
         u = muon_update(grad, buf, group["momentum"], group["nesterov"], group["ns_steps"])
         if wd != 0:
             p.data *= 1 - lr * wd
         p.data -= (lr * u).astype(p.data.dtype, copy=False)
+    run.on_cpu = isinstance(p.data, xp.ndarray)
     return run
 
 
@@ -108,10 +112,12 @@ def _run(jobs) -> None:
     """The matrices' updates on the thread pool, biggest first, each with one BLAS thread: the
     iteration's products are small (a 128 x 512 matrix: 8 ms on one thread, 90-120 ms with BLAS
     on 2 threads of a busy 2-core machine), and one thread gives the same bits on any machine."""
-    from ..parallel import run_jobs
+    on_cpu = all(getattr(job, "on_cpu", True) for _, job in jobs)
     jobs = [job for _, job in sorted(jobs, key=lambda j: -j[0])]
-    if len(jobs) == 1:
-        from ..parallel import blas_threads
+    if not on_cpu:                                           # GPU arrays: in turn, the GPU is parallel
+        for job in jobs:
+            job()
+    elif len(jobs) == 1:
         with blas_threads(1):
             jobs[0]()
     elif jobs:

@@ -68,6 +68,7 @@ class TrainConfig:
     schedule: str = "cosine"         # "cosine" (warmup + cosine to min_lr) | "wsd" (warmup, stable, linear decay)
     decay_frac: float = 0.2          # wsd: the share of max_steps spent decaying to min_lr
     seed: int = 1337
+    device: str = "cpu"              # "cpu" | "cuda" | "cuda:N" (CuPy, pip install "scratchllm[cuda]")
     # evaluation, logging, the final sample
     eval_interval: int = 250
     eval_batches: int = 20
@@ -102,6 +103,8 @@ class TrainConfig:
             if not cond:
                 raise ScratchLLMError(f"{source}: {msg}")
         need(self.arch in ("gpt", "llama"), f"arch must be 'gpt' or 'llama', got {self.arch!r}")
+        from ..device import is_device_name
+        need(is_device_name(self.device), f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         need(self.optimizer in ("adamw", "muon"), f"optimizer must be 'adamw' or 'muon', got {self.optimizer!r}")
         need(self.schedule in ("cosine", "wsd"), f"schedule must be 'cosine' or 'wsd', got {self.schedule!r}")
         need(0.0 <= self.decay_frac <= 1.0, f"decay_frac must be in [0, 1], got {self.decay_frac}")

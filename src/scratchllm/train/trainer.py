@@ -109,6 +109,8 @@ class Trainer:
             self.lock.release()
             raise
         self.train_ids, self.val_ids = self.data
+        if cfg.device != "cpu":                   # the optimizer's moments follow on its first step
+            self.model.to(cfg.device)             # (a clear error without CuPy or a GPU)
         self._last_saved = self.step if self.step > 0 else None
         self.params = [p for _, p in self.model.named_parameters() if p.requires_grad]
         if cfg.warmup() != cfg.warmup_steps:
@@ -220,7 +222,7 @@ class Trainer:
         set_lr(self.optimizer, self.lr_at(self.step))
         total = 0.0
         for _ in range(c.grad_accum_steps):
-            x, y = self.train_ids.batch(c.batch_size, c.block_size, self.data_gen)
+            x, y = self._on_device(*self.train_ids.batch(c.batch_size, c.block_size, self.data_gen))
             _, loss = self.model(x, y)
             value = float(loss.item())
             if not math.isfinite(value):
@@ -251,6 +253,13 @@ class Trainer:
         raise ScratchLLMError(f"training stopped at step {self.step + 1}: {what}; {kept}. "
                               f"Try a lower lr (now {self.cfg.lr}) or grad_clip")
 
+    def _on_device(self, *arrays):
+        """Host batches (ids checked on the host by the dataset) copied to ``cfg.device``."""
+        if self.cfg.device == "cpu":
+            return arrays
+        from ..device import to_device
+        return tuple(to_device(a, self.cfg.device) for a in arrays)
+
     def evaluate(self) -> float:
         """Mean validation loss over ``eval_batches`` batches (the same batches at every eval)."""
         from ..autograd.grad_mode import no_grad
@@ -260,7 +269,7 @@ class Trainer:
         losses = []
         with no_grad():
             for _ in range(c.eval_batches):
-                x, y = self.val_ids.batch(c.batch_size, c.block_size, gen)
+                x, y = self._on_device(*self.val_ids.batch(c.batch_size, c.block_size, gen))
                 losses.append(float(self.model(x, y)[1].item()))
         self.model.train()
         return self._mean_over_ranks(sum(losses) / len(losses))

@@ -8,6 +8,7 @@
 ``relu2_forward`` / ``softcap_forward`` are the plain-array forwards, which the raw-array
 decoder (models/gpt_recipe.py) calls too; the ops below wrap them with their backward.
 
+>>> from scratchllm import Tensor
 >>> relu2(Tensor([-1.0, 2.0])).numpy()
 array([0., 4.], dtype=float32)
 >>> round(float(softcap(Tensor([100.0]), 15.0).item()), 3)
@@ -81,7 +82,7 @@ def rope_heads_last(x, cos, sin, layout: str = "half"):
     if D % 2 or cos.shape[-1] * 2 != D or T > cos.shape[0]:
         raise ValueError(f"rope_heads_last: x {X.shape} (B, T, H, D) does not fit rope tables {cos.shape} "
                          f"(need at least T rows of D/2)")
-    c = xp.asarray(cos[:T], dtype=X.dtype)[:, None, :]             # (T, 1, D/2): one angle per position
-    s = xp.asarray(sin[:T], dtype=X.dtype)[:, None, :]
+    c = cos[:T].astype(X.dtype, copy=False)[:, None, :]            # (T, 1, D/2): one angle per position
+    s = sin[:T].astype(X.dtype, copy=False)[:, None, :]
     out = rope_rotate(X, c, s, layout)
     return make_result(out, (x,), lambda g: (rope_rotate(g, c, -s, layout),), "rope")

@@ -1,0 +1,124 @@
+"""The device API's CPU side: names, array modules, moves to "cpu", clear errors for a missing GPU.
+
+A GPU-resident array is stood in for by ``FakeGpuArray`` (it has ``__cuda_array_interface__``,
+which is how scratchllm recognises CuPy arrays) to check the mixed-device errors without a GPU.
+"""
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import scratchllm as sl
+from scratchllm.device import (array_module, check_same_device, device_of, is_device_name, normalize,
+                               to_device, to_host)
+from scratchllm.errors import ScratchLLMError
+from scratchllm.train.config import TrainConfig
+
+
+class FakeGpuArray:
+    """Just enough of a CuPy array for the device checks (never computed with)."""
+    __cuda_array_interface__ = {}
+
+    def __init__(self, shape=(2,), dtype=np.float32, index=0):
+        self.shape, self.dtype, self.device = shape, np.dtype(dtype), types.SimpleNamespace(id=index)
+        self.ndim, self.size = len(shape), int(np.prod(shape))
+
+
+@pytest.fixture
+def no_cupy(monkeypatch):
+    """Behave as a machine without CuPy, even where it is installed (sys.modules None: ImportError)."""
+    monkeypatch.setitem(sys.modules, "cupy", None)
+
+
+def test_device_names_normalise_and_bad_names_are_refused():
+    assert normalize("cpu") == "cpu" and normalize("CUDA") == "cuda:0" and normalize("cuda:3") == "cuda:3"
+    assert is_device_name("cuda:1") and is_device_name("cpu") and not is_device_name("float32")
+    assert not is_device_name("cuda:x") and not is_device_name(np.float32)
+    with pytest.raises(ScratchLLMError, match="unknown device 'tpu'"):
+        normalize("tpu")
+
+
+def test_array_module_and_device_of_follow_the_arrays():
+    a = np.ones(3, dtype=np.float32)
+    assert array_module(a) is np and array_module(a, 2.0, np.float32(1)) is np
+    assert array_module(sl.Tensor([1.0])) is np and array_module() is np
+    assert device_of(a) == device_of(sl.Tensor([1.0])) == device_of([1, 2]) == device_of(3.0) == "cpu"
+    assert device_of(FakeGpuArray(index=2)) == "cuda:2"
+    assert to_host(a) is a and to_device(a, "cpu") is a
+
+
+def test_importing_scratchllm_does_not_import_cupy():
+    code = "import sys, scratchllm as sl; sl.cuda.device_count; print('cupy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_tensor_device_to_cpu_numpy_item():
+    x = sl.Tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True, device="cpu")
+    assert x.device == "cpu" and x.to("cpu") is x and x.cpu() is x and x.to(device="cpu") is x
+    assert x.numpy() is x.data and x[1, 0].item() == 3.0
+    y = x.to("cpu", sl.float64)
+    assert y.dtype == np.float64 and y.device == "cpu"
+    (y * y).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.data)
+    assert x.to(x).dtype == np.float32
+    assert "device" not in repr(x)
+
+
+def test_factories_take_a_device():
+    assert sl.zeros(2, 3, device="cpu").shape == (2, 3)
+    assert sl.randn(4, device="cpu", generator=sl.Generator(0)).device == "cpu"
+    assert sl.arange(5, device="cpu").numpy().tolist() == [0, 1, 2, 3, 4]
+    assert sl.tensor([1, 2], device="cpu").dtype == np.int64
+
+
+def test_cuda_without_cupy_is_one_clear_error(no_cupy):
+    assert sl.cuda.is_available() is False and sl.cuda.device_count() == 0
+    x = sl.Tensor([1.0, 2.0])
+    for move in (lambda: x.to("cuda"), lambda: x.cuda(), lambda: sl.zeros(2, device="cuda"),
+                 lambda: sl.Tensor([1.0], device="cuda:1"), lambda: sl.nn.Linear(2, 2).to("cuda")):
+        with pytest.raises(ScratchLLMError, match=r'CuPy is not installed.*pip install "scratchllm\[cuda\]"'):
+            move()
+
+
+def test_module_to_cpu_and_dtype():
+    m = sl.nn.Sequential(sl.nn.Linear(3, 4), sl.nn.LayerNorm(4))
+    before = [p.data for p in m.parameters()]
+    assert m.to("cpu") is m and m.device == "cpu" and m.cpu() is m
+    assert all(p.data is b for p, b in zip(m.parameters(), before))      # nothing copied
+    m(sl.randn(2, 3)).sum().backward()
+    m.to("cpu", sl.float64)
+    assert all(p.dtype == np.float64 and p.grad.dtype == np.float64 for p in m.parameters())
+    assert sl.nn.Module().device == "cpu"
+
+
+def test_mixing_devices_names_both():
+    a = sl.Tensor([1.0, 2.0])
+    b = sl.Tensor(FakeGpuArray())
+    assert b.device == "cuda:0"
+    for op in (lambda: a + b, lambda: a * b, lambda: a @ b, lambda: sl.cat([a, b])):
+        with pytest.raises(ScratchLLMError, match=r"same device, got cpu and cuda:0"):
+            op()
+    with pytest.raises(ScratchLLMError, match="cuda:0 and cuda:1"):
+        check_same_device("add", FakeGpuArray(index=0), FakeGpuArray(index=1))
+    check_same_device("add", np.ones(2), np.ones(3), None, 2.0)          # same device: nothing
+
+
+def test_train_config_device_key():
+    assert TrainConfig().device == "cpu"
+    assert TrainConfig().updated({"device": "cuda"}).device == "cuda"
+    assert TrainConfig().updated({"device": "cuda:1"}).device == "cuda:1"
+    with pytest.raises(ScratchLLMError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        TrainConfig().updated({"device": "gpu"})
+
+
+def test_generate_cli_device_without_cupy(tmp_path, no_cupy, capsys):
+    from scratchllm.cli import main
+    from scratchllm.models import GPT, GPTConfig
+    GPT(GPTConfig.from_preset("gpt-nano", vocab_size=65)).save_pretrained(tmp_path / "m")
+    (tmp_path / "m").joinpath("x").write_text("")
+    code = main(["generate", "--model", str(tmp_path / "m"), "--tokenizer", "gpt2", "--prompt", "a",
+                 "--device", "cuda", "--max-new-tokens", "2"])
+    assert code == 1 and "CuPy is not installed" in capsys.readouterr().err
