@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv venv-test browser clean
+.PHONY: demo test venv venv-test browser docs examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,17 @@ test: venv-test browser
 browser:
 	command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium chromium-driver)
 
+# the course (docs/): its site with MkDocs + Material, --strict (any warning or broken link fails).
+# The chapters' code runs in `make test` (tests/docs); `python docs/build_pictures.py` redraws docs/img.
+docs: $(BIN)/python
+	$(BIN)/pip install -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# the examples, with their extra dependency (scikit-learn, for the digits)
+examples: $(BIN)/python
+	$(BIN)/pip install -e ".[examples]"
+	$(BIN)/python examples/scalar_mlp.py
+	$(BIN)/python examples/digits_mlp.py
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build src/*.egg-info site

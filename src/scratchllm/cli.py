@@ -41,6 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        return _main(args)
+    except BaseException as e:
+        # under mpiexec an error on one rank must end them all, or the others wait forever
+        from .train.dist import RankStopped, launched_size, stop_all_ranks
+        if launched_size() > 1 and not isinstance(e, SystemExit):
+            import traceback
+            traceback.print_exc()
+            stop_all_ranks(None if isinstance(e, RankStopped) else f"scratchllm {args.command}: {type(e).__name__}: {e}")
+        raise
+
+
+def _main(args) -> int:
+    from .train.dist import RankStopped, stop_all_ranks
+    try:
         return int(args.func(args) or 0)
     except BrokenPipeError:             # `scratchllm generate ... | head -1`: the reader is done
         _stdout_to_devnull()
@@ -48,7 +62,9 @@ def main(argv=None) -> int:
     except (ScratchLLMError, OSError, ValueError, KeyError, ImportError) as e:
         if os.environ.get("SCRATCHLLM_DEBUG") or (isinstance(e, ImportError) and not _optional(e)):
             raise
-        print(f"scratchllm {args.command}: error: {_message(e)}", file=sys.stderr)
+        message = f"scratchllm {args.command}: error: {_message(e)}"
+        stop_all_ranks(None if isinstance(e, RankStopped) else message)   # under mpiexec: ends every rank
+        print(message, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"scratchllm {args.command}: interrupted", file=sys.stderr)

@@ -269,7 +269,7 @@ def test_model_against_hf_on_the_gpu(arch, tmp_path):
     if TORCH_CUDA:
         import transformers
         model.save_pretrained(tmp_path / "hf", format="hf")
-        hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", torch_dtype=torch.float32)
+        hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")      # float32
         hf = hf.to("cuda").eval()
         with torch.no_grad():
             ref = hf(torch.tensor(ids, device="cuda")).logits.cpu().numpy()
@@ -351,8 +351,8 @@ def test_checkpoints_are_device_independent(tmp_path):
 
 def test_train_cli_on_the_gpu_then_resume_on_the_cpu(tmp_path):
     from scratchllm.cli import main
-    common = ["train", "--preset", "shakespeare-char", "--out", str(tmp_path / "run"), "n_layer=2",
-              "n_embd=64", "n_head=4", "block_size=64", "batch_size=8", "eval_interval=4", "eval_batches=2",
-              "sample_tokens=20", "log_interval=2"]
-    assert main(common + ["--max-steps", "4", "device=cuda"]) == 0
-    assert main(common + ["--max-steps", "6", "--resume", "device=cpu"]) == 0
+    common = ["train", "--preset", "shakespeare-char", "--out", str(tmp_path / "run"), "--no-progress"]
+    kv = ["n_layer=2", "n_embd=64", "n_head=4", "block_size=64", "batch_size=8", "eval_interval=4",
+          "eval_batches=2", "sample_tokens=20", "log_interval=2"]
+    assert main(common + ["--max-steps", "4"] + kv + ["device=cuda"]) == 0
+    assert main(common + ["--max-steps", "6", "--resume"] + kv + ["device=cpu"]) == 0

@@ -25,4 +25,11 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BaseException as e:                          # end every rank, as the CLI does
+        from scratchllm.train.dist import RankStopped, stop_all_ranks
+        import traceback
+        traceback.print_exc()
+        stop_all_ranks(None if isinstance(e, RankStopped) else f"{type(e).__name__}: {e}")
+        raise

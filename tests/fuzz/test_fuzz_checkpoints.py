@@ -279,11 +279,19 @@ def test_fuzz_hf_index(data):
 header_int = st.one_of(st.integers(1, 16), st.integers(-4, 4), st.sampled_from([2**31 - 1, -2**31, 10**6, 2**20 + 1]))
 
 
+VALID_HEADER = [8, 16, 2, 2, 2, 16, 4]       # llama2c_model_bytes()'s
+
+
 @FUZZ
 @given(st.lists(header_int, min_size=7, max_size=7), st.integers(0, 6000), st.booleans(),
-       st.sampled_from([0, 1, 2, 3, -1]), st.one_of(header_int, st.just(32)))
-def test_fuzz_llama2c_model(tmp_path_factory, ints, n_floats, valid_payload, version, group):
+       st.sampled_from([0, 0, 1, 2, 3, -1]), st.one_of(header_int, st.just(32)), st.integers(-1, 6))
+def test_fuzz_llama2c_model(tmp_path_factory, ints, n_floats, valid_payload, version, group, keep):
+    """Random headers, or the valid one with one field changed (keep >= 0: all but field ``keep``)."""
     path = tmp_path_factory.mktemp("l2c") / "m.bin"
+    if keep >= 0:
+        ints = [v if k != keep else ints[k] for k, v in enumerate(VALID_HEADER)]
+        if keep == 6:
+            ints = list(VALID_HEADER)
     payload = llama2c_model_bytes()[28:] if valid_payload else np.zeros(n_floats, "<f4").tobytes()
     if version == 0:
         head = struct.pack("<7i", *ints)

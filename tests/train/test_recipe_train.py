@@ -28,8 +28,9 @@ def test_recipe_resume_is_exact(tiny, tmp_path):
             assert np.array_equal(a[k], b[k]), (name, k)
     opt = load(tmp_path / "b" / "latest" / "optimizer.safetensors")
     assert any(k.endswith("momentum_buffer") for k in opt) and any(k.endswith("exp_avg") for k in opt)
-    rows = lambda out: [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
-    assert [(r["step"], r["loss"]) for r in rows(tmp_path / "a")] == [(r["step"], r["loss"]) for r in rows(tmp_path / "b")]
+    rows = [[(r["step"], r["loss"]) for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+            for out in (tmp_path / "a", tmp_path / "b")]
+    assert rows[0] == rows[1] and len(rows[0]) == 8
     saved = json.loads((tmp_path / "b" / "latest" / "config.json").read_text())
     assert {k: saved[k] for k in ("positional", "qk_norm", "mlp_act", "tie_weights", "value_embeds")} == \
         {k: RECIPE[k] for k in ("positional", "qk_norm", "mlp_act", "tie_weights", "value_embeds")}

@@ -19,7 +19,7 @@ double border. Edges are ``(parent, child, label)``; a label (a local derivative
 the edge. Everything is computed iteratively (a 100,000-node chain draws without recursion).
 
 >>> svg = layered_svg([(["leaf", "data 2"], "leaf"), (["*", "data 4"], "op")], [(0, 1, "2"), (0, 1, "2")], [1])
->>> svg.startswith("<svg") and svg.count("<path") == 2
+>>> svg.startswith("<svg") and svg.count("marker-end=") == 2
 True
 """
 from __future__ import annotations

@@ -140,10 +140,17 @@ class TokenFile:
         Returns ``(x, y)``, both int64 ``(batch_size, block_size)``, ``y`` shifted by one:
         ``y[b, t]`` is the token that follows ``x[b, t]``.
         """
+        return self.windows(self.random_starts(batch_size, block_size, generator), block_size)
+
+    def random_starts(self, size, block_size: int, generator):
+        """Random window starts, an int64 array of shape ``size`` (an int or a tuple)."""
         n_start = len(self.data) - block_size
         if n_start < 1:
             raise ScratchLLMError(f"{self.path} holds {len(self.data)} tokens, fewer than block_size + 1 = {block_size + 1}")
-        starts = generator.integers(0, n_start, size=batch_size)           # (B,)
+        return generator.integers(0, n_start, size=size)
+
+    def windows(self, starts, block_size: int):
+        """The windows at ``starts`` (B,): ``(x, y)``, both int64 ``(B, block_size)``, y shifted by one."""
         idx = starts[:, None] + xp.arange(block_size + 1)[None, :]          # (B, T + 1)
         chunk = self.data[idx].astype(xp.int64)                             # (B, T + 1)
         return chunk[:, :-1], chunk[:, 1:]

@@ -52,6 +52,9 @@ class TrainConfig:
     # optimisation
     batch_size: int = 32
     grad_accum_steps: int = 1
+    global_batch: int = 0            # windows per optimizer step over all ranks (mpiexec -n N); 0 =
+                                     # batch_size x grad_accum_steps x N. Set, it fixes grad_accum_steps
+                                     # = global_batch / (batch_size x N), so a run resumes on N or M ranks
     max_steps: int = 5000
     max_minutes: float = 0.0         # time budget of this session (a resume gets a new one); 0 = none.
                                      # Ends gracefully: final eval, checkpoint, sample
@@ -135,6 +138,8 @@ class TrainConfig:
         for key in ("warmup_steps", "max_minutes", "grad_clip", "sample_tokens", "weight_decay", "temperature",
                     "seed"):
             need(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
+        need(self.global_batch >= 0, f"global_batch must be >= 0 (0 = batch_size x grad_accum_steps x ranks), "
+                                     f"got {self.global_batch}")
         for key in ("beta1", "beta2"):
             need(0.0 <= getattr(self, key) < 1.0, f"{key} must be in [0, 1), got {getattr(self, key)}")
         need(self.top_k is None or self.top_k >= 1, f"top_k must be at least 1 (or none), got {self.top_k}")
@@ -142,6 +147,22 @@ class TrainConfig:
              f"bpe_vocab_size must be at least 256 (the byte tokens), got {self.bpe_vocab_size}")
         need(self.tokenizer is not None or self.init_from is not None,
              "tokenizer=None (the model's own) needs init_from")
+
+    def accum_steps(self, world_size: int = 1) -> int:
+        """Micro-batches per rank and step: ``grad_accum_steps``, or what ``global_batch`` asks for.
+
+        >>> TrainConfig(batch_size=4, global_batch=16).accum_steps(2)
+        2
+        """
+        if not self.global_batch:
+            return self.grad_accum_steps
+        per_step = self.batch_size * world_size
+        if self.global_batch % per_step or self.grad_accum_steps not in (1, self.global_batch // per_step):
+            raise ScratchLLMError(f"global_batch={self.global_batch} is not batch_size ({self.batch_size}) x "
+                                  f"{world_size} rank(s) x a whole number of micro-batches"
+                                  + (f" equal to grad_accum_steps ({self.grad_accum_steps})"
+                                     if self.grad_accum_steps != 1 else ""))
+        return self.global_batch // per_step
 
     def warmup(self) -> int:
         """The warmup the schedule uses: ``warmup_steps``, or a tenth of ``max_steps`` when the run is

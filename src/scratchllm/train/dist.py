@@ -30,6 +30,10 @@ import sys
 from ..backend import xp
 from ..errors import ScratchLLMError
 
+class RankStopped(ScratchLLMError):
+    """An error that every rank saw and rank 0 reports: the other ranks stop without a message."""
+
+
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 BUCKET_BYTES = 4 << 20
 
@@ -54,6 +58,8 @@ class World:
         self.rank = 0 if comm is None else comm.Get_rank()
         self.size = 1 if comm is None else comm.Get_size()
         self._buffer = None
+        # SCRATCHLLM_DIST_CHECK=1: compare the parameters' checksums over the ranks after every step
+        self.check_weights = comm is not None and os.environ.get("SCRATCHLLM_DIST_CHECK") == "1"
 
     @property
     def is_main(self) -> bool:
@@ -115,6 +121,21 @@ class World:
         """Rank 0's ``obj`` on every rank (a small JSON-able value)."""
         return obj if self.comm is None else self.comm.bcast(obj, root=0)
 
+    def broadcast_arrays(self, arrays) -> None:
+        """Overwrite every rank's arrays with rank 0's, in place (the starting weights)."""
+        if self.comm is not None:
+            for a in arrays:
+                self.comm.Bcast(a, root=0)
+
+    def gather_dict(self, d: dict) -> dict:
+        """The union of every rank's small dict (e.g. {eval batch: loss}), on every rank."""
+        if self.comm is None:
+            return dict(d)
+        out = {}
+        for part in self.comm.allgather(d):
+            out.update(part)
+        return out
+
     def check_same(self, what: str, value) -> None:
         """Stop every rank with one message when ``value`` (JSON-able) differs between ranks."""
         if self.comm is None:
@@ -122,15 +143,29 @@ class World:
         digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
         digests = self.comm.allgather(digest)
         bad = [r for r, d in enumerate(digests) if d != digests[0]]
-        if bad:
+        if bad and self.is_main:
             raise ScratchLLMError(f"ranks disagree on the {what}: ranks {bad} differ from rank 0 "
                                   f"(start every rank with the same command, config and data)")
+        if bad:
+            raise RankStopped(f"rank {self.rank}: rank 0 reports the error")
 
-    def abort(self, code: int = 1) -> None:
-        """End every rank now (after this rank printed its error): ``MPI_Abort``."""
-        if self.comm is not None:
-            sys.stderr.flush()
-            self.comm.Abort(code)
+
+
+def stop_all_ranks(message: str | None, code: int = 1) -> None:
+    """After an error on this rank under mpiexec: print it (rank 0's alone for an error every rank
+    saw) and end every rank with ``MPI_Abort``, so no rank waits forever in a collective (the
+    semantics of ``python -m mpi4py``). Outside mpiexec: nothing."""
+    if launched_size() <= 1:
+        return
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    if message is None:                       # a RankStopped: give rank 0 a moment to print and abort
+        import time
+        time.sleep(10)
+    else:
+        rank = comm.Get_rank()
+        print(message if rank == 0 else f"[rank {rank} of {comm.Get_size()}] {message}", file=sys.stderr, flush=True)
+    comm.Abort(code)
 
 
 def world() -> World:

@@ -30,6 +30,7 @@ from pathlib import Path
 from ..autograd.random import Generator, default_generator
 from ..errors import ScratchLLMError
 from ..kernels import name as kernels_name
+from .dist import world
 from .checkpoint import (OPTIMIZER, STATE, STATE_FORMAT, TRAIN_CONFIG, check_state, load_optimizer_state,
                          mirror_files, read_json, save_optimizer, write_errors, write_folder_atomically, write_json)
 from .config import TrainConfig
@@ -82,20 +83,43 @@ class Trainer:
     plain log lines (``step N/M | loss X | ...``) through ``log``, None picks the bar when stderr
     is a terminal. The folder is locked from the first write to the end of ``run()``."""
 
-    # Seams for data-parallel training (MPI): ``is_writer`` is False on every rank but 0, and
-    # ``_sync_gradients`` / ``_mean_over_ranks`` are where gradients and eval losses are reduced.
-    is_writer = True
+    # Data-parallel training (mpiexec -n N, dist.py): every rank runs this loop on its share of each
+    # global batch; rank 0 alone (``is_writer``) sets up the folder first, then writes checkpoints,
+    # metrics and the plot; ``_sync_gradients`` / ``_mean_over_ranks`` reduce over the ranks.
 
     def __init__(self, cfg: TrainConfig, out_dir, resume: bool = False, progress: bool | None = True, log=None):
         self.t0 = time.perf_counter()
         self.cfg, self.out = cfg, Path(out_dir)
-        self.progress = progress
+        self.world = world()
+        self.is_writer = self.world.is_main
+        self.world.check_same("config", cfg.to_dict())
+        self.accum = cfg.accum_steps(self.world.size)
+        self.progress = progress if self.is_writer else False
         self.log = log or (lambda msg: print(msg, flush=True))
+        if not self.is_writer:
+            self.log = lambda msg: None
         self.lock = RunLock(self.out)
         self.metrics = MetricsLog(self.out / "metrics.jsonl")
         self.best_step = None
+        ckpt = self._setup_writer(resume) if self.is_writer else None
+        ckpt = self.world.broadcast(None if ckpt is None else str(ckpt))   # rank 0 has set the folder up
+        if not self.is_writer:
+            self._resume(Path(ckpt)) if ckpt is not None else self._fresh(resume)
+        self.world.broadcast_arrays([p.data for p in self.model.parameters()])
+        self.world.check_same("data", [self.data[0].path.stat().st_size, self.data[1].path.stat().st_size])
+        self.train_ids, self.val_ids = self.data
+        if cfg.device != "cpu":                   # the optimizer's moments follow on its first step
+            self.model.to(cfg.device)             # (a clear error without CuPy or a GPU)
+        self._last_saved = self.step if self.step > 0 else None
+        self.params = [p for _, p in self.model.named_parameters() if p.requires_grad]
+        if cfg.warmup() != cfg.warmup_steps:
+            self.log(f"warning: max_steps ({cfg.max_steps}) is less than 2 x warmup_steps ({cfg.warmup_steps}); "
+                     f"the warmup is scaled to {cfg.warmup()} steps (a tenth of max_steps)")
+
+    def _setup_writer(self, resume: bool):
+        """Rank 0 (or the only process): lock the folder, then a fresh run or a resume; the checkpoint resumed."""
         self.lock.check_free()                    # "in use by pid N" before anything else is looked at
-        ckpt = check_run_folder(cfg, self.out, resume)
+        ckpt = check_run_folder(self.cfg, self.out, resume)
         try:
             if self.out.is_dir():
                 ckpt = self._claim_folder(resume)
@@ -108,14 +132,7 @@ class Trainer:
         except BaseException:
             self.lock.release()
             raise
-        self.train_ids, self.val_ids = self.data
-        if cfg.device != "cpu":                   # the optimizer's moments follow on its first step
-            self.model.to(cfg.device)             # (a clear error without CuPy or a GPU)
-        self._last_saved = self.step if self.step > 0 else None
-        self.params = [p for _, p in self.model.named_parameters() if p.requires_grad]
-        if cfg.warmup() != cfg.warmup_steps:
-            self.log(f"warning: max_steps ({cfg.max_steps}) is less than 2 x warmup_steps ({cfg.warmup_steps}); "
-                     f"the warmup is scaled to {cfg.warmup()} steps (a tenth of max_steps)")
+        return ckpt
 
     def _claim_folder(self, resume: bool):
         """Lock the run folder, tidy what a crash left, and look again (under the lock) at what it holds."""
@@ -141,15 +158,18 @@ class Trainer:
                      f"{model.num_parameters():,} parameters)")
         self.tokenizer, ids, meta = tokenize_corpus(cfg, model=model, log=self.log)
         # the input is good: now claim the folder for this run
-        if not self.lock.held:
+        if not self.is_writer:
+            pass                                  # rank 0 has written the folder
+        elif not self.lock.held:
             with write_errors(self.out):
                 self.out.mkdir(parents=True, exist_ok=True)
             if self._claim_folder(resume) is not None:
                 raise ScratchLLMError(f"another process started a run in {self.out} meanwhile; choose another --out")
-        write_json(self.out / TRAIN_CONFIG, cfg.to_dict())
-        for stale in (self.metrics.path, self.out / "loss.png"):  # of a run that died before its first checkpoint
-            stale.unlink(missing_ok=True)
-        write_run_data(self.out, ids, meta, cfg.val_fraction, log=self.log)
+        if self.is_writer:
+            write_json(self.out / TRAIN_CONFIG, cfg.to_dict())
+            for stale in (self.metrics.path, self.out / "loss.png"):  # of a run that died before its first checkpoint
+                stale.unlink(missing_ok=True)
+            write_run_data(self.out, ids, meta, cfg.val_fraction, log=self.log)
         if model is None:
             model = build_fresh_model(cfg, self.tokenizer.vocab_size)
             self.log(f"model: {cfg.arch}, {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
@@ -186,6 +206,8 @@ class Trainer:
         self.last_val, self.elapsed_base = state["last_val_loss"], float(state["elapsed_s"])
         self.best_step = state.get("best_step")
         self.data = open_token_files(self.out)                     # checked against meta.json first
+        if not self.is_writer:
+            return
         write_json(self.out / TRAIN_CONFIG, cfg.to_dict())
         # what a crash may have left behind the checkpoint: log rows past it, best/, the plot
         self.metrics.truncate_after(self.step)
@@ -220,14 +242,16 @@ class Trainer:
         from ..optim.schedules import set_lr
         c = self.cfg
         set_lr(self.optimizer, self.lr_at(self.step))
-        total = 0.0
-        for _ in range(c.grad_accum_steps):
-            x, y = self._on_device(*self.train_ids.batch(c.batch_size, c.block_size, self.data_gen))
+        total, accum = 0.0, self.accum
+        # the whole step's window starts over all ranks, drawn alike on every rank: (micro-batch, rank x batch)
+        starts = self.train_ids.random_starts((accum, self.world.size * c.batch_size), c.block_size, self.data_gen)
+        for k in range(accum):
+            x, y = self._on_device(*self.train_ids.windows(self.world.my_starts(starts[k]), c.block_size))
             _, loss = self.model(x, y)
             value = float(loss.item())
             if not math.isfinite(value):
                 self._non_finite(f"the training loss is {value}")
-            (loss if c.grad_accum_steps == 1 else loss * (1.0 / c.grad_accum_steps)).backward()
+            (loss if accum == 1 else loss * (1.0 / accum)).backward()
             total += value
         self._sync_gradients()
         if c.grad_clip > 0:
@@ -238,14 +262,17 @@ class Trainer:
         self.optimizer.zero_grad()
         self.step += 1
         kill_point("step")
-        return total / c.grad_accum_steps
+        if self.world.check_weights:
+            self.world.check_same(f"weights after step {self.step}", [float(p.data.sum()) for p in self.params])
+        return self._mean_over_ranks(total / accum)
 
     def _sync_gradients(self) -> None:
-        """Seam for data-parallel training: average the gradients over the ranks (one process: nothing)."""
+        """Average the gradients over the ranks, in place (one process: nothing)."""
+        self.world.allreduce_mean([p.grad.data for p in self.params if p.grad is not None])
 
     def _mean_over_ranks(self, value: float) -> float:
-        """Seam for data-parallel training: a loss averaged over the ranks (one process: itself)."""
-        return value
+        """A loss averaged over the ranks (one process: itself)."""
+        return self.world.sum(value) / self.world.size if self.world.size > 1 else value
 
     def _non_finite(self, what: str):
         kept = (f"the last good checkpoint (step {self._last_saved}) is kept in {self.out / 'latest'}"
@@ -266,18 +293,22 @@ class Trainer:
         c = self.cfg
         gen = Generator(c.seed + 1)
         self.model.eval()
-        losses = []
+        losses = {}
         with no_grad():
-            for _ in range(c.eval_batches):
-                x, y = self._on_device(*self.val_ids.batch(c.batch_size, c.block_size, gen))
-                losses.append(float(self.model(x, y)[1].item()))
+            for i in range(c.eval_batches):
+                starts = self.val_ids.random_starts(c.batch_size, c.block_size, gen)
+                if i % self.world.size == self.world.rank:          # batches shared out over the ranks
+                    x, y = self._on_device(*self.val_ids.windows(starts, c.block_size))
+                    losses[i] = float(self.model(x, y)[1].item())
         self.model.train()
-        return self._mean_over_ranks(sum(losses) / len(losses))
+        losses = self.world.gather_dict(losses)                    # every batch's loss, on every rank
+        return sum(losses[i] for i in range(c.eval_batches)) / c.eval_batches
 
     def save_checkpoint(self, is_best: bool) -> None:
         """``latest/``; then, when ``is_best``, ``best/`` and the run folder's model (that order: see
         recovery.py). The metrics rows up to this step are on disk before it."""
         if not self.is_writer:
+            self._last_saved = self.step
             return
         state = {"format": STATE_FORMAT, "version": 1, "step": self.step, "best_val_loss": self.best_val,
                  "best_step": self.best_step, "last_val_loss": self.last_val, "elapsed_s": self.elapsed(),
@@ -321,22 +352,16 @@ class Trainer:
 
     def _run(self, stop_at_step):
         c, flag = self.cfg, _StopFlag()
-        tokens_per_step = c.batch_size * c.block_size * c.grad_accum_steps
+        reason = None
+        tokens_per_step = c.batch_size * c.block_size * self.accum * self.world.size   # over all ranks
         finished = self.step >= c.max_steps
-        reason = "max_steps"
         bar = self._progress_bar()
         window_t, window_steps, loss = time.perf_counter(), 0, float("nan")
         self.model.train()
         with flag.installed():
             while self.step < c.max_steps:
-                if stop_at_step is not None and self.step >= stop_at_step:
-                    reason = "stop_at_step"
-                    break
-                if flag.set:
-                    reason = "interrupted"
-                    break
-                if c.max_minutes and time.perf_counter() - self.t0 >= c.max_minutes * 60:
-                    reason = "max_minutes"
+                reason = self.world.broadcast(self._stop_reason(stop_at_step, flag))   # rank 0 decides
+                if reason is not None:
                     break
                 lr = self.lr_at(self.step)
                 loss = self.train_step()
@@ -353,6 +378,7 @@ class Trainer:
                     window_t, window_steps = time.perf_counter(), 0
         if bar is not None:
             bar.close()
+        reason = reason or "max_steps"
         if reason == "max_minutes" and self.step > 0 and self._last_saved != self.step:
             self._log_row({"step": self.step, "loss": round(loss, 6), "lr": self.lr_at(self.step - 1),
                            "elapsed_s": round(self.elapsed(), 3)}, True, None)
@@ -366,13 +392,23 @@ class Trainer:
         if finished:
             self.log(f"run finished at step {self.step}; raise --max-steps to continue")
         text = None
-        if reason in ("max_steps", "max_minutes") and c.sample_tokens > 0:
+        if reason in ("max_steps", "max_minutes") and c.sample_tokens > 0 and self.is_writer:
             text = self.sample()
             self.log(f"--- sample ({c.sample_tokens} tokens, temperature {c.temperature}) ---\n{text}\n---")
         if self.best_val is not None:
             self.log(f"best val loss {self.best_val:.4f}; model in {self.out} "
                      f"(try: scratchllm generate --model {self.out})")
         return TrainResult(self.step, self.best_val, self.last_val, self.elapsed(), reason, text, self.out)
+
+    def _stop_reason(self, stop_at_step, flag):
+        """Why the loop should stop before the next step, or None."""
+        if stop_at_step is not None and self.step >= stop_at_step:
+            return "stop_at_step"
+        if flag.set:
+            return "interrupted"
+        if self.cfg.max_minutes and time.perf_counter() - self.t0 >= self.cfg.max_minutes * 60:
+            return "max_minutes"
+        return None
 
     def _progress_bar(self):
         """A tqdm bar on stderr, or None: plain log lines instead (no terminal, or ``progress=False``)."""
