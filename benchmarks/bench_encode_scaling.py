@@ -7,7 +7,8 @@ Targets: each 1 MB input under 5 s, and doubling the input at most ~2.2x the tim
     .venv/bin/python benchmarks/bench_encode_scaling.py [--json] [--repeats 2]
 
 The "no spaces" text is tiny Shakespeare with every whitespace character removed, continued by
-its rot13 and swapcase (so the 2 MB text repeats no piece of the 1 MB one). Each figure is the fastest of ``--repeats`` runs on a fresh tokenizer (empty cache).
+its rot13 and swapcase (so the 2 MB text repeats no piece of the 1 MB one). Each figure is the
+fastest of ``--repeats`` runs on a fresh tokenizer (empty cache).
 """
 import argparse
 import json

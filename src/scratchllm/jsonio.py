@@ -92,7 +92,8 @@ def loads_json(text, source: str, what: str = "JSON", max_depth: int = MAX_DEPTH
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ScratchLLMError(f"{_subject(source, what)} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+            raise ScratchLLMError(f"{_subject(source, what)} is not UTF-8 text ({e.reason} at byte "
+                                  f"{e.start})") from None
     if text.startswith("\ufeff"):
         text = text[1:]
     try:

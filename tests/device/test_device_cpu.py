@@ -122,3 +122,20 @@ def test_generate_cli_device_without_cupy(tmp_path, no_cupy, capsys):
     code = main(["generate", "--model", str(tmp_path / "m"), "--tokenizer", "gpt2", "--prompt", "a",
                  "--device", "cuda", "--max-new-tokens", "2"])
     assert code == 1 and "CuPy is not installed" in capsys.readouterr().err
+
+
+def test_the_gpu_code_paths_run_against_a_stand_in_cupy():
+    """tests/device/test_device_cuda.py (a subset) with tests/device/fakecupy as ``cupy``: NumPy arrays
+    that refuse to mix with NumPy's, as CuPy's do, and NumPy versions of the CUDA kernels. Checks
+    the device glue on any machine (every array made on the right device, no host copies in a
+    training step); the CUDA C itself is checked on a GPU only (scripts/gpu_check.sh)."""
+    import os
+    from pathlib import Path
+    here = Path(__file__).parent
+    env = dict(os.environ, SCRATCHLLM_TEST_CUDA="1",
+               PYTHONPATH=os.pathsep.join([str(here / "fakecupy"), os.environ.get("PYTHONPATH", "")]))
+    picked = "elementary or fused or cross_entropy or float64 or round_trip or forward_backward or greedy or device_api"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-k", picked,
+                          str(here / "test_device_cuda.py")], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "skipped" not in out.stdout

@@ -45,5 +45,8 @@ def test_pictures_are_all_used_and_links_between_pages_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
             if "://" not in target:
                 assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    for chapter in CHAPTERS:                                         # the README links every chapter
+        assert f"](docs/{chapter.name})" in readme, f"README does not link {chapter.name}"
     produced = {f"img/{p.name}" for p in (DOCS / "img").glob("*") if p.suffix in (".png", ".svg")}
     assert produced >= shown and not (produced - shown), f"pictures nobody shows: {produced - shown}"

@@ -91,7 +91,8 @@ def tensor(key="0", kind="FloatStorage", numel=0, offset=0, size=(), stride=()) 
     """``_rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())``."""
     hooks = glob("collections", "OrderedDict") + b")R"
     return Raw(glob("torch._utils", "_rebuild_tensor_v2") + b"(" + storage_pid(key, kind, numel) + op(offset)
-               + op(tuple(size) if isinstance(size, list) else size) + op(tuple(stride) if isinstance(stride, list) else stride)
+               + op(tuple(size) if isinstance(size, list) else size)
+               + op(tuple(stride) if isinstance(stride, list) else stride)
                + b"\x89" + hooks + b"tR")
 
 
@@ -177,7 +178,8 @@ def sp_model_bytes(pieces=None, unk_id=0, bos_id=1, eos_id=2, byte_fallback=True
     if pieces is None:
         pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3)]
         pieces += [(f"<0x{b:02X}>", 0.0, 6) for b in range(256)]
-        pieces += [(p, -float(k), 1) for k, p in enumerate(["▁a", "▁b", "ab", "▁ab", "ba", "aa", "▁", "a", "b", "c"])]
+        normal = ["▁a", "▁b", "ab", "▁ab", "ba", "aa", "▁", "a", "b", "c"]
+        pieces += [(p, -float(k), 1) for k, p in enumerate(normal)]
     body = b""
     for text, score, kind in pieces:
         piece = _field(1, 2, text.encode("utf-8")) + _field(2, 5, score) + _field(3, 0, kind)

@@ -28,8 +28,8 @@ from hostile_files import (Raw, bounded, llama2c_model_bytes, op, state_pickle, 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # numbers a hostile file would put where a count belongs
-hostile_int = st.one_of(st.integers(0, 8), st.integers(-3, 3), st.sampled_from([2**31, 2**32, 2**40, 2**63 - 1, 2**63 + 5,
-                                                                                  2**64, -2**40, 10**18]))
+hostile_int = st.one_of(st.integers(0, 8), st.integers(-3, 3),
+                        st.sampled_from([2**31, 2**32, 2**40, 2**63 - 1, 2**63 + 5, 2**64, -2**40, 10**18]))
 hostile_number = st.one_of(hostile_int, st.booleans(), st.floats(allow_nan=True, allow_infinity=True),
                            st.text(max_size=3), st.none())
 

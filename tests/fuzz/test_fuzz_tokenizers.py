@@ -45,8 +45,12 @@ def load_checked(path, byte_level=False, **kwargs):
 
 def _write(folder, name, data):
     path = os.path.join(folder, name)
-    with open(path, "wb" if isinstance(data, bytes) else "w", encoding=None if isinstance(data, bytes) else "utf-8") as f:
-        f.write(data)
+    if isinstance(data, bytes):
+        with open(path, "wb") as f:
+            f.write(data)
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(data)
     return path
 
 
@@ -176,7 +180,8 @@ def test_fuzz_scratchllm_bpe_file(pairs, mode, data):
 
 
 @FUZZ
-@given(st.one_of(st.lists(st.characters(), max_size=10, unique=True), st.lists(st.characters(), max_size=10, unique=True),
+@given(st.one_of(st.lists(st.characters(), max_size=10, unique=True),
+                 st.lists(st.characters(), max_size=10, unique=True),
                  st.lists(st.one_of(st.characters(), st.text(max_size=2), hostile_value), max_size=10),
                  hostile_value))
 def test_fuzz_char_tokenizer_file(chars):

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import scratchllm as sl
-from scratchllm.errors import ScratchLLMError
 from scratchllm.io.hf import write_hf
 from scratchllm.io.load import read_checkpoint
 from scratchllm.io.pth import load_pth

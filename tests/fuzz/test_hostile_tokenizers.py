@@ -35,7 +35,8 @@ def test_deep_encoder_json(tmp_path):
 
 
 @pytest.mark.parametrize("doc", ['{"format": "scratchllm-bpe", "version": 1, "merges": ' + DEEP + "}",
-                                 '{"format": "scratchllm-char", "version": 1, "chars": ' + DEEP + "}", '{"x": ' + DEEP + "}"])
+                                 '{"format": "scratchllm-char", "version": 1, "chars": ' + DEEP + "}",
+                                 '{"x": ' + DEEP + "}"])
 def test_deep_tokenizer_json(tmp_path, doc):
     path = tmp_path / "tok.json"
     path.write_text(doc)

@@ -18,7 +18,7 @@ A file is read in three steps, each bounded by the file's own size, never by a n
 2. it is loaded into *descriptions* of tensors (storage, offset, size, stride), each checked
    as ``_rebuild_tensor_v2`` would receive it from torch: non-negative ints (``True``, ``-1``,
    ``inf`` are refused), no negative strides, no stride 0 across more than one element (torch
-   writes that only for ``expand``-ed views, never in a state dict: refused), every element
+   writes that only for ``expand``-ed views, which a model's state dict does not hold: refused), every element
    inside the storage, and no more elements than the storage holds;
 3. each storage entry is inflated once, streamed into a buffer of exactly the size the pickle
    declared: an entry whose size differs from ``numel * itemsize`` is refused, as is an archive
