@@ -7,6 +7,8 @@
 # machine's python lacks numpy). CuPy missing: tries `pip install cupy-cuda12x` once (no network:
 # says so). Every step has its own time limit, so one hang cannot eat the budget. Everything is
 # printed and also written to $OUT/gpu_results.txt (+ bench_cuda.json, pytest_device.xml).
+# BENCH_ARGS="--batch 4" passes options to benchmarks/bench_cuda.py. A dry run on a CPU, with the
+# stand-in CuPy: PYTHONPATH=tests/device/fakecupy BENCH_ARGS="--layers 1 --seq 64 --batch 1" bash scripts/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_out}"
@@ -89,7 +91,7 @@ REMAIN=$(( 450 - ($(date +%s) - T0) ))
 [ "$REMAIN" -lt 60 ] && REMAIN=60
 [ "$REMAIN" -gt 200 ] && REMAIN=200
 step "benchmark: GPT-2 124M training vs PyTorch eager, generation vs HF" "$REMAIN" \
-    "$PY" benchmarks/bench_cuda.py --json "$OUT/bench_cuda.json"
+    "$PY" benchmarks/bench_cuda.py --json "$OUT/bench_cuda.json" ${BENCH_ARGS:-}
 
 log ""
 log "total $(( $(date +%s) - T0 ))s; results in $R"

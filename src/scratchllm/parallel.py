@@ -107,6 +107,20 @@ def blas_thread_count():
     return None if api is None else api[1]()
 
 
+def share_cores(n_processes: int) -> None:
+    """Give this process its share of the machine's cores (BLAS, and so the pool): one of
+    ``n_processes`` on this machine, e.g. the ranks of ``mpiexec -n 2`` on one host. A thread
+    count the user set (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS) is left alone."""
+    api = blas_api()
+    if api is None or n_processes <= 1 or any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
+        return
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    api[0](max(1, cores // n_processes))
+
+
 # ------------------------------------------------------------------ the pool
 _state = {}
 _lock = threading.Lock()

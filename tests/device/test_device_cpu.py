@@ -135,7 +135,7 @@ def test_the_gpu_code_paths_run_against_a_stand_in_cupy():
     env = dict(os.environ, SCRATCHLLM_TEST_CUDA="1",
                PYTHONPATH=os.pathsep.join([str(here / "fakecupy"), os.environ.get("PYTHONPATH", "")]))
     picked = "elementary or fused or cross_entropy or float64 or round_trip or forward_backward or greedy or device_api"
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "-k", picked,
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-k", picked,
                           str(here / "test_device_cuda.py")], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout

@@ -308,22 +308,56 @@ def test_training_steps_on_the_gpu_equal_the_cpu(arch):
         np.testing.assert_allclose(sg[k], sc[k], rtol=1e-3, atol=1e-4, err_msg=k)
 
 
-def test_a_training_step_makes_no_host_round_trip():
-    """forward, backward, clipping and AdamW on the GPU with device->host copies forbidden
-    (cupyx.allow_synchronize(False) raises on any); the host ids go over before it."""
-    import cupyx
+_SLEEP = r"""
+extern "C" __global__ void gpu_sleep(unsigned long long ns) {
+    unsigned long long start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do { __nanosleep(100000); asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now)); } while (now - start < ns);
+}
+"""
+FAKE = cp.__version__.endswith("fake")       # tests/device/fakecupy (the CPU stand-in): no timing
+
+
+def _step(model, opt, x, y):
     from scratchllm.nn.utils import clip_grad_norm_
-    model = _gpt().to("cuda")
+    _, loss = model(x, y)
+    loss.backward()
+    clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad()
+    return loss
+
+
+def test_a_training_step_makes_no_host_round_trip():
+    """forward, backward, clipping and AdamW queue their GPU work without ever waiting for it:
+    behind a 3 s sleep kernel, the host finishes the step long before the GPU is free (any
+    device->host copy or sync would wait the 3 s). Also with cupyx.allow_synchronize(False)
+    (CuPy raises on a device->host copy) where this CuPy still has it."""
+    import time
+    import warnings
+    sl.manual_seed(0)                                        # one layer: ~300 kernels, well within the launch queue
+    model = GPT(GPTConfig(vocab_size=71, block_size=64, n_layer=1, n_head=2, n_embd=32)).to("cuda")
     opt = sl.optim.AdamW(model.parameters(), lr=1e-3)
     ids = np.random.default_rng(0).integers(0, 71, (4, 33))
     x, y = sl.Tensor(ids[:, :-1], device="cuda"), sl.Tensor(ids[:, 1:], device="cuda")
-    for step in range(2):                                   # the first compiles the kernels
-        with cupyx.allow_synchronize(False):
-            _, loss = model(x, y)
-            loss.backward()
-            clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            opt.zero_grad()
+    _step(model, opt, x, y)                                  # compiles the kernels, fills the memory pool
+    if not FAKE:
+        sleep = cp.RawKernel(_SLEEP, "gpu_sleep")
+        cp.cuda.get_current_stream().synchronize()
+        t0 = time.perf_counter()
+        sleep((1,), (1,), (cp.uint64(3_000_000_000),))
+        loss = _step(model, opt, x, y)
+        host = time.perf_counter() - t0
+        cp.cuda.get_current_stream().synchronize()
+        total = time.perf_counter() - t0
+        assert total >= 2.9, f"the sleep kernel did not sleep ({total:.2f} s)"
+        assert host < 2.0, f"the step waited for the GPU: {host:.2f} s on the host (a host round trip)"
+    import cupyx
+    if hasattr(cupyx, "allow_synchronize"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with cupyx.allow_synchronize(False):
+                loss = _step(model, opt, x, y)
     assert math.isfinite(loss.item())
 
 

@@ -153,6 +153,16 @@ def test_pth_valid_layouts_match_torch(tmp_path):
         np.testing.assert_array_equal(got[k], want)
 
 
+def test_pth_damaged_zip64_locator(tmp_path):
+    """Found by the fuzz suite: zipfile.is_zipfile itself raises BadZipFile on this file."""
+    path = simple_pth(tmp_path / "ok.pth")
+    data = bytearray(open(path, "rb").read())
+    eocd = data.rfind(b"PK\x05\x06")
+    data[eocd - 20:eocd] = b"PK\x06\x07" + struct.pack("<IQI", 2, 0, 1)   # a zip64 locator: "disk 2"
+    open(path, "wb").write(bytes(data))
+    refused(lambda: load_pth(path), path, "damaged")
+
+
 def test_pth_not_a_dict_and_big_endian(tmp_path):
     path = write_pth(tmp_path / "list.pth", b"\x80\x02]." , {})
     refused(lambda: load_pth(path), path, "not a state dict")

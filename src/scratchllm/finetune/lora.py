@@ -297,30 +297,24 @@ def adapter_config(model, cfg: LoRAConfig, base_model: str | None = None) -> dic
 
 def save_adapter(model, folder, base_model: str | None = None) -> None:
     """Write adapter_model.safetensors + adapter_config.json (PEFT layout), atomically."""
-    from safetensors.numpy import save
-
     from ..atomic import atomic_write
+    from ..io.safetensors_file import write_safetensors
     cfg = getattr(model, "lora_config", None)
     if cfg is None or not lora_modules(model):
         raise ScratchLLMError("save_adapter: the model has no LoRA adapters")
     folder = os.fspath(folder)
     os.makedirs(folder, exist_ok=True)
-    blob = save(adapter_state(model), metadata={"format": "pt"})
-    with atomic_write(os.path.join(folder, ADAPTER_WEIGHTS)) as f:
-        f.write(blob)
+    write_safetensors(os.path.join(folder, ADAPTER_WEIGHTS), adapter_state(model), metadata={"format": "pt"})
     with atomic_write(os.path.join(folder, ADAPTER_CONFIG), "w") as f:
         json.dump(adapter_config(model, cfg, base_model), f, indent=2)
 
 
 def read_adapter_config(folder) -> LoRAConfig:
+    from ..jsonio import read_json
     path = os.path.join(os.fspath(folder), ADAPTER_CONFIG)
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise ScratchLLMError(f"adapter config not found: {path}") from None
-    except ValueError as e:
-        raise ScratchLLMError(f"{path}: not JSON ({e})") from None
+    if not os.path.isfile(path):
+        raise ScratchLLMError(f"adapter config not found: {path}")
+    d = read_json(path, "adapter config", expect=None)   # depth-limited; errors name the file
     if not isinstance(d, dict) or d.get("peft_type", "LORA") != "LORA":
         raise ScratchLLMError(f"{path}: not a LoRA adapter config")
     for key in ("use_dora", "use_rslora"):

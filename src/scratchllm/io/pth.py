@@ -249,10 +249,10 @@ def _load(path: str, archive: zipfile.ZipFile) -> dict:
 def load_pth(path: str) -> dict:
     """A torch.save'd dict of tensors -> {name: float32 array}. Raises ScratchLLMError naming ``path``."""
     path = os.fspath(path)
-    if not zipfile.is_zipfile(path):
-        raise ScratchLLMError(f"{path}: not a PyTorch zip checkpoint (torch.save since 1.6); the legacy "
-                              f"non-zip format is not supported")
     try:
+        if not zipfile.is_zipfile(path):   # (which itself raises BadZipFile on some damaged files)
+            raise ScratchLLMError(f"{path}: not a PyTorch zip checkpoint (torch.save since 1.6); the legacy "
+                                  f"non-zip format is not supported")
         with zipfile.ZipFile(path) as archive:
             return _load(path, archive)
     except _BadPickle as e:

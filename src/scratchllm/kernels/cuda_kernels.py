@@ -22,6 +22,9 @@ import math
 _BLOCK = 256          # threads per row block (a multiple of 32: whole warps for the shuffles)
 
 _ROW_SOURCE = r"""
+#define SL_INF __int_as_float(0x7f800000)          /* +inf and NaN without <cmath> (NVRTC) */
+#define SL_NAN __int_as_float(0x7fc00000)
+
 __device__ __forceinline__ float block_sum(float v, float* buf) {
     // every thread gets the sum of v over the block (blockDim.x a multiple of 32, <= 1024)
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
@@ -40,7 +43,7 @@ __device__ __forceinline__ float block_max(float v, float* buf) {
     __syncthreads();
     if (lane == 0) buf[wid] = v;
     __syncthreads();
-    float t = (lane < nw) ? buf[lane] : -INFINITY;
+    float t = (lane < nw) ? buf[lane] : -SL_INF;
     for (int o = 16; o > 0; o >>= 1) t = fmaxf(t, __shfl_xor_sync(0xffffffff, t, o));
     return t;
 }
@@ -94,7 +97,7 @@ extern "C" __global__ void softmax_rows(float* s, int n, int T, int r0, int caus
     long long row = blockIdx.x;
     float* r = s + row * n;
     int lim = causal ? min(n, r0 + (int)(row % T) + 1) : n;
-    float m = -INFINITY;
+    float m = -SL_INF;
     for (int i = threadIdx.x; i < lim; i += blockDim.x) m = fmaxf(m, r[i] * scale);
     m = block_max(m, buf);
     float z = 0.f;
@@ -110,7 +113,7 @@ extern "C" __global__ void cross_entropy_rows(const float* x, const long long* t
     __shared__ float buf[32];
     long long row = blockIdx.x;
     const float* xr = x + row * C;
-    float m = -INFINITY;
+    float m = -SL_INF;
     for (int i = threadIdx.x; i < C; i += blockDim.x) m = fmaxf(m, xr[i]);
     m = block_max(m, buf);
     float z = 0.f, sx = 0.f;
@@ -122,7 +125,7 @@ extern "C" __global__ void cross_entropy_rows(const float* x, const long long* t
         long long tt = t[row];
         lse_out[row] = lse;
         if (tt == ignore) loss[row] = 0.f;
-        else if (tt < 0 || tt >= C) loss[row] = NAN;
+        else if (tt < 0 || tt >= C) loss[row] = SL_NAN;
         else loss[row] = (1.f - eps) * (lse - xr[tt]) + (eps != 0.f ? (eps / C) * (C * lse - sx) : 0.f);
     }
 }

@@ -8,6 +8,10 @@ every constant is made in the input's dtype (``x.dtype.type(...)``) before it me
 Norms (rows of x (N, D); ``center`` False gives RMSNorm):
 
     xhat = (x - mean) * rstd,  rstd = 1 / sqrt(mean((x - mean)^2) + eps),  y = xhat * w + b
+    x - mean is computed as (x - m) - mean(x - m), m = mean(x): the second pass removes the
+    rounding of m (x = [128.05922] * 3 in float32: m is 1 ulp off, and rstd ~ 1/sqrt(eps) made
+    that 0.01 in the output). x - m goes through xhat in memory: with ``reassoc`` in one
+    expression, LLVM folds (x - m) - shift into x - (m + shift), and m + shift rounds back to m.
     dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat)),  dw = sum_n g xhat,  db = sum_n g
 
 Adam: torch.optim.Adam's update, element by element, in the order and precision of the
@@ -31,21 +35,30 @@ def norm_forward(x, w, b, eps, center, out, xhat, rstd):
     n, d = x.shape
     one, inv_d, eps = x.dtype.type(1), x.dtype.type(1.0 / d), x.dtype.type(eps)
     for i in range(n):
-        mean = x.dtype.type(0)
+        shift = x.dtype.type(0)
         if center:
             s = x[i, 0]
             for j in range(1, d):
                 s += x[i, j]
             mean = s * inv_d
-        t = x[i, 0] - mean
-        var = t * t
-        for j in range(1, d):
-            t = x[i, j] - mean
+            s = x.dtype.type(0)
+            for j in range(d):
+                c = x[i, j] - mean
+                xhat[i, j] = c                  # x - mean, stored: see the note above
+                s += c
+            shift = s * inv_d                   # the rounding of mean: centre once more
+        else:
+            for j in range(d):
+                xhat[i, j] = x[i, j]
+        var = x.dtype.type(0)
+        for j in range(d):
+            t = xhat[i, j] - shift
+            xhat[i, j] = t
             var += t * t
         r = one / np.sqrt(var * inv_d + eps)
         rstd[i, 0] = r
         for j in range(d):
-            h = (x[i, j] - mean) * r
+            h = xhat[i, j] * r
             xhat[i, j] = h
             out[i, j] = h * w[j] + b[j]
 

@@ -17,6 +17,7 @@ import math
 from ..autograd.random import default_generator
 from ..autograd.tensor import Tensor
 from ..backend import xp
+from ..device import array_module
 from ..nn import Embedding, LayerNorm, Linear, Module, ModuleDict, ModuleList, PackedCausalSelfAttention
 from ..nn import functional as F
 from ..nn import init
@@ -102,7 +103,8 @@ class GPT(LanguageModel):
         T = ids.shape[1]
         x = F.embedding(ids, tr.wte.weight)                               # (B, T, C)
         if self.config.positional == "learned":
-            x = x + F.embedding(xp.arange(T), tr.wpe.weight)              # + (T, C)
+            pos = xp.arange(T) if ids.__class__ is xp.ndarray else array_module(ids).arange(T)  # (GPU ids: there)
+            x = x + F.embedding(pos, tr.wpe.weight)                       # + (T, C)
         elif self.config.positional == "sinusoidal":
             x = x + Tensor(self.sinusoid.data[:T])                        # ("rope": q/k rotated in attention)
         if self.config.dropout and self.training:

@@ -177,4 +177,8 @@ def world() -> World:
     except ImportError:
         raise ScratchLLMError("started by mpiexec/srun with several processes, but mpi4py is "
                               "not installed: pip install \"scratchllm[dist]\"") from None
-    return World(MPI.COMM_WORLD if MPI.COMM_WORLD.Get_size() > 1 else None)
+    if MPI.COMM_WORLD.Get_size() <= 1:
+        return World()
+    from ..parallel import share_cores
+    share_cores(MPI.COMM_WORLD.Split_type(MPI.COMM_TYPE_SHARED).Get_size())   # ranks on this machine
+    return World(MPI.COMM_WORLD)

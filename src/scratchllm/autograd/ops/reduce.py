@@ -121,8 +121,13 @@ def max_min(a, dim, keepdim, which):
     shape = a.data.shape
 
     def backward(g):
+        gd = g if keepdim else xp.expand_dims(g, d)
+        if g.__class__ is not xp.ndarray:                # on a GPU: a compare with positions (no put_along_axis)
+            m = array_module(g)
+            pos = m.arange(shape[d]).reshape((-1,) + (1,) * (len(shape) - d - 1))
+            return (m.where(pos == idx, gd, m.zeros_like(g, shape=())),)
         gx = xp.zeros_like(g, shape=shape)
-        xp.put_along_axis(gx, idx, g if keepdim else xp.expand_dims(g, d), axis=d)
+        xp.put_along_axis(gx, idx, gd, axis=d)
         return (gx,)
 
     if not keepdim:

@@ -27,9 +27,10 @@ def cross_entropy_reference(logits, targets):
     """Plain mean cross-entropy of logits (N, C) against targets (N,) (llm.c's
     crossentropy_forward / crossentropy_softmax_backward) -> (loss, dlogits of the mean)."""
     N = logits.shape[0]
-    p = softmax_(xp.array(logits, copy=True))                # (N, C) probabilities
-    loss = -xp.log(p[xp.arange(N), targets]).mean()
-    dlogits = p
+    z = logits - logits.max(axis=1, keepdims=True)           # (N, C) shifted: max 0
+    s = xp.exp(z).sum(axis=1)                                # (N,)
+    loss = (xp.log(s) - z[xp.arange(N), targets]).mean()     # -log p[i, y_i], no cancellation
+    dlogits = softmax_(z)                                    # p
     dlogits[xp.arange(N), targets] -= 1.0                    # p - onehot(y)
     return loss, dlogits / N
 
@@ -58,16 +59,19 @@ def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "me
         raise IndexError(f"cross_entropy: target {bad} is out of range for {C} classes (ignore_index={ignore_index})")
     rows = xp.arange(N)
 
+    eps = label_smoothing
     m = x2d.max(axis=1, keepdims=True)                       # (N, 1)
     e = x2d - m                                              # (N, C), becomes exp(x - max) in place
+    if eps:
+        z_sum = e.sum(axis=1)                                # (N,) sum_c (x_c - max)
     xp.exp(e, out=e)
     s = e.sum(axis=1)                                        # (N,)
-    lse = xp.log(s)
-    lse += m[:, 0]                                           # log-sum-exp per row
-    loss = lse - x2d[rows, tc]                               # -log p[i, y_i]
-    eps = label_smoothing
+    log_s = xp.log(s)                                        # log-sum-exp - max, per row
+    # -log p[i, y] = log s - (x[y] - max): both terms relative to the max, so nothing cancels
+    # (lse - x[y] with lse = log s + max loses all digits for logits ~1e30: [1e30, 1e30] -> 0)
+    loss = log_s - (x2d[rows, tc] - m[:, 0])                 # -log p[i, y_i]
     if eps:
-        smooth = C * lse - x2d.sum(axis=1)                   # sum_c -log p[i, c]
+        smooth = C * log_s - z_sum                           # sum_c -log p[i, c]
         loss *= 1.0 - eps
         loss += (eps / C) * smooth
     loss[~valid] = 0.0
@@ -82,9 +86,9 @@ def cross_entropy(logits, target, ignore_index: int = -100, reduction: str = "me
 
     def backward(g):
         coef = g.reshape(-1) if reduction == "none" else xp.full(N, g, dtype=X.dtype)
-        if reduction == "mean":
+        if reduction == "mean" and n_valid:
             coef = coef / X.dtype.type(n_valid)
-        coef = coef * valid                                  # (N,) zero on ignored rows
+        coef = xp.where(valid, coef, X.dtype.type(0))       # (N,) zero on ignored rows (all ignored: 0, as torch)
         dx = e * (coef / s)[:, None]                         # coef * p
         dx[rows, tc] -= (1.0 - eps) * coef
         if eps:

@@ -8,7 +8,9 @@ Both normalise over the trailing ``normalized_shape`` dims, viewed as rows (N, D
                 dx = rstd * (dxhat - xhat * mean(dxhat * xhat))
 
 The forward saves only xhat (N, D) and rstd (N, 1); the sums over N for dw and db
-are single reductions. With numba installed, forward and backward are each one compiled
+are single reductions. The mean is taken twice: x - mean(x) is exact, but mean(x) is rounded
+(x = [128.05922] * 3 in float32: 1 ulp), and rstd ~ 1/sqrt(eps) would blow that up (outputs
+0.01 off the bias); subtracting the mean of the centred values removes it. With numba installed, forward and backward are each one compiled
 loop per row range instead (``scratchllm.kernels``); the NumPy code stays the fallback.
 
 ``norm_forward`` / ``norm_backward`` are that fast path on plain arrays (row ranges on the pool,
@@ -35,9 +37,12 @@ def _rows(x, normalized_shape, who):
 def norm_reference(x, w, b, eps, center: bool = True):
     """Plain LayerNorm (``center``) / RMSNorm over the last dim (llm.c's layernorm_forward/backward)
     -> (y, backward(g) -> (dx, dw, db))."""
-    mean = x.mean(axis=-1, keepdims=True) if center else 0.0
-    rstd = 1.0 / xp.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + eps)
-    xhat = (x - mean) * rstd
+    c = x
+    if center:
+        c = x - x.mean(axis=-1, keepdims=True)
+        c = c - c.mean(axis=-1, keepdims=True)           # second pass: the rounding of the mean
+    rstd = 1.0 / xp.sqrt((c ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat = c * rstd
     y = xhat * (1.0 if w is None else w) + (0.0 if b is None else b)
 
     def backward(g):
@@ -154,6 +159,7 @@ def _norm_rows(x, w, b, eps, center, out, xhat, rstd):
     d = x.shape[1]
     if center:
         xp.subtract(x, row_sums(x, 1.0 / d)[:, None], out=xhat)         # centred, becomes xhat in place
+        xhat -= row_sums(xhat, 1.0 / d)[:, None]                         # minus the rounding of that mean
     else:
         xhat[...] = x
     xp.einsum("nd,nd->n", xhat, xhat, out=rstd[:, 0])

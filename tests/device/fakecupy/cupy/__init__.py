@@ -331,11 +331,21 @@ _C, _K = 0.7978845608028654, 0.044715
 
 
 def _gelu_f(x):
+    with _np.errstate(over="ignore"):
+        return _gelu_f_(x)
+
+
+def _gelu_f_(x):
     s = 1 / (1 + _np.exp(-2 * _C * (x + _K * x ** 3)))
     return (x * s).astype(x.dtype)
 
 
 def _gelu_b(x, g):
+    with _np.errstate(over="ignore"):
+        return _gelu_b_(x, g)
+
+
+def _gelu_b_(x, g):
     s = 1 / (1 + _np.exp(-2 * _C * (x + _K * x ** 3)))
     return (g * (s + s * (1 - s) * x * (2 * _C + 6 * _C * _K * x * x))).astype(x.dtype)
 
