@@ -84,8 +84,14 @@ print("layer_norm + cross_entropy forward/backward on", x.device, "ok; grad", x.
       f"({time.perf_counter() - t:.1f} s with kernel compilation)")
 PYEOF
 
-step "device tests (tests/device, SCRATCHLLM_TEST_CUDA=1)" 240 env SCRATCHLLM_TEST_CUDA=1 "$PY" -m pytest tests/device \
-    -q -p no:cacheprovider -rfE --tb=short --maxfail=30 --durations=8 --junitxml="$OUT/pytest_device.xml"
+if "$PY" -c "import pytest" 2>/dev/null; then
+    step "device tests (tests/device, SCRATCHLLM_TEST_CUDA=1)" 240 env SCRATCHLLM_TEST_CUDA=1 "$PY" -m pytest tests/device \
+        -p no:cacheprovider -rfE --tb=short --maxfail=30 --durations=8 --junitxml="$OUT/pytest_device.xml" \
+        --deselect tests/device/test_device_cpu.py::test_the_gpu_code_paths_run_against_a_stand_in_cupy
+else
+    step "device tests WITHOUT pytest (scripts/run_without_pytest.py)" 240 env SCRATCHLLM_TEST_CUDA=1 \
+        "$PY" scripts/run_without_pytest.py tests/device/test_device_cuda.py
+fi
 
 REMAIN=$(( 450 - ($(date +%s) - T0) ))
 [ "$REMAIN" -lt 60 ] && REMAIN=60

@@ -153,6 +153,24 @@ def test_cross_entropy_on_the_gpu(reduction, smoothing):
                _t((2, 4, 10), 0, 2.0))
 
 
+@pytest.mark.parametrize("case", ["huge_logits", "all_ignored", "constant_row"])
+def test_the_pinned_edge_cases_on_the_gpu(case):
+    """tests/properties' pinned cases (there against torch): on the GPU equal to the CPU."""
+    if case == "constant_row":
+        b = np.array([0.5, -1.0, 2.0], np.float32)
+        check_both(lambda t: F.layer_norm(t, 3, None, sl.Tensor(b, device=t.device)),
+                   np.full((2, 3), 128.05922, np.float32), rtol=1e-6, atol=1e-6)
+        return
+    x, target = ((np.array([[1e30, 1e30], [4096, 4096]], np.float32), np.array([0, 1]))
+                 if case == "huge_logits" else (np.ones((3, 4), np.float32), np.full(3, -1)))
+    for smoothing in (0.0, 0.1):
+        kw = dict(ignore_index=-1, label_smoothing=smoothing, reduction="none" if case == "huge_logits" else "mean")
+        with np.errstate(all="ignore"):
+            (oc, gc), (og, gg) = both(lambda t: F.cross_entropy(t, target, **kw), x)
+        np.testing.assert_allclose(host(og), host(oc), rtol=1e-6, atol=1e-6)   # nan == nan (all ignored)
+        np.testing.assert_allclose(host(gg[0]), host(gc[0]), rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("oracle", ORACLES)
 def test_fused_ops_against_torch_cuda(oracle):
     """Layer norm, GELU, softmax, cross-entropy, attention on the GPU against torch on the same GPU
@@ -266,8 +284,11 @@ def test_model_against_hf_on_the_gpu(arch, tmp_path):
     vocab = model.vocab_size
     ids = np.random.default_rng(1).integers(0, vocab, (2, 30))
     ref = model(ids).numpy()
-    if TORCH_CUDA:
+    try:
         import transformers
+    except ImportError:
+        transformers = None
+    if TORCH_CUDA and transformers is not None:
         model.save_pretrained(tmp_path / "hf", format="hf")
         hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")      # float32
         hf = hf.to("cuda").eval()
@@ -275,6 +296,38 @@ def test_model_against_hf_on_the_gpu(arch, tmp_path):
             ref = hf(torch.tensor(ids, device="cuda")).logits.cpu().numpy()
     model.to("cuda")
     close(model(sl.Tensor(ids, device="cuda")), ref, 1e-4, 1e-4)
+
+
+@pytest.mark.parametrize("oracle", ORACLES)
+def test_gpt_backward_against_torch_cuda(oracle):
+    """Loss and every parameter's gradient of GPT on the GPU against nanoGPT's torch model on the
+    same GPU (scratchllm.bench.peers.torch_gpt: the same names, no transposes), or our CPU model."""
+    rng = np.random.default_rng(2)
+    ids, targets = rng.integers(0, 71, (3, 40)), rng.integers(0, 71, (3, 40))
+    model = _gpt()
+    if oracle == "cpu":
+        _, ref_loss = model(ids, targets)
+        ref_loss.backward()
+        ref = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+        ref_loss = ref_loss.item()
+        model.zero_grad()
+    else:
+        from scratchllm.bench.peers.torch_gpt import build_torch_gpt, load_from_scratchllm
+        torch.backends.cuda.matmul.allow_tf32 = False
+        peer = build_torch_gpt(model.config)
+        load_from_scratchllm(peer, model.state_dict())
+        peer = peer.cuda()
+        _, tl = peer(torch.tensor(ids, device="cuda"), torch.tensor(targets, device="cuda"))
+        tl.backward()
+        ref_loss = tl.item()
+        ref = {n: p.grad.cpu().numpy() for n, p in peer.named_parameters()}
+    model.to("cuda")
+    _, loss = model(sl.Tensor(ids, device="cuda"), sl.Tensor(targets, device="cuda"))
+    loss.backward()
+    np.testing.assert_allclose(loss.item(), ref_loss, rtol=1e-5)
+    for n, p in model.named_parameters():
+        key = n if n in ref else n.replace("transformer.wte", "lm_head")
+        close(p.grad, ref[key], 1e-3, 2e-5, n)
 
 
 def _train(dev, steps=4, arch="gpt"):
@@ -304,8 +357,8 @@ def test_training_steps_on_the_gpu_equal_the_cpu(arch):
     lc, sc = _train("cpu", arch=arch)
     lg, sg = _train("cuda", arch=arch)
     np.testing.assert_allclose(lg, lc, rtol=1e-4)
-    for k in sc:
-        np.testing.assert_allclose(sg[k], sc[k], rtol=1e-3, atol=1e-4, err_msg=k)
+    for k in sc:   # per tensor (Adam's lr * sign(g) of a gradient within rounding of 0 may differ element-wise)
+        assert np.linalg.norm(sg[k] - sc[k]) <= 1e-3 * np.linalg.norm(sc[k]) + 1e-6, k
 
 
 _SLEEP = r"""

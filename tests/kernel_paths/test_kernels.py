@@ -106,6 +106,20 @@ def test_layer_norm(mode, calls, dtype, affine, lead, d, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_near_constant_rows(mode, calls, dtype):
+    """Rows a few ulps wide far from 0 ([128.05922] * 9 among them): the rounding of the mean,
+    times rstd ~ 1/sqrt(eps), was 0.01 in the float32 outputs. Both paths centre twice (the
+    kernel through memory: LLVM's reassociation would fold the second pass away)."""
+    rng = np.random.default_rng(7)
+    a = rng.uniform(-1e4, 1e4, size=(6, 1)).astype(dtype)
+    x = (a + rng.integers(-3, 4, size=(6, 9)) * np.spacing(a)).astype(dtype)   # (6, 9)
+    x[0] = 128.05922
+    compare(OPS["layer_norm"][0], in_float64(OPS["layer_norm"][1]),
+            [x, rand(rng, (9,), dtype), rand(rng, (9,), dtype)], dtype)
+    check_path(calls, mode == "numba")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("weight", [True, False])
 @FAST
 @given(lead=lead_dims, d=st.integers(1, 9), seed=st.integers(0, 99), eps=st.sampled_from([None, 1e-6]))

@@ -58,6 +58,11 @@ extern "C" __global__ void norm_forward(const float* x, const float* w, const fl
     float s = 0.f;
     if (center) for (int i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
     float mean = center ? block_sum(s, buf) / D : 0.f;
+    if (center) {                                  // the mean again, of x - mean: removes mean's rounding
+        float s2 = 0.f;                            // (x = [128.05922] * 3: y exactly the bias, as torch)
+        for (int i = threadIdx.x; i < D; i += blockDim.x) s2 += xr[i] - mean;
+        mean += block_sum(s2, buf) / D;
+    }
     float v = 0.f;
     for (int i = threadIdx.x; i < D; i += blockDim.x) { float d = xr[i] - mean; v += d * d; }
     float rs = rsqrtf(block_sum(v, buf) / D + eps);
@@ -106,9 +111,10 @@ extern "C" __global__ void softmax_rows(float* s, int n, int T, int r0, int caus
     for (int i = threadIdx.x; i < n; i += blockDim.x) r[i] = (i < lim) ? r[i] * inv : 0.f;
 }
 
-// per row of logits x (N, C): lse = log sum exp x; loss = (1-eps)(lse - x[t]) + (eps/C)(C lse - sum x);
-// loss 0 where t == ignore; NaN where t is out of range (no host check on the GPU)
-extern "C" __global__ void cross_entropy_rows(const float* x, const long long* t, float* lse_out,
+// per row of logits x (N, C): m = max x, z = sum exp(x - m) (kept for the backward);
+// loss = (1-eps)(log z - (x[t] - m)) + (eps/C)(C log z - sum (x - m)): every term relative to m,
+// so logits ~1e30 keep their digits; loss 0 where t == ignore; NaN where t is out of range
+extern "C" __global__ void cross_entropy_rows(const float* x, const long long* t, float* m_out, float* z_out,
                                               float* loss, int C, long long ignore, float eps) {
     __shared__ float buf[32];
     long long row = blockIdx.x;
@@ -117,16 +123,17 @@ extern "C" __global__ void cross_entropy_rows(const float* x, const long long* t
     for (int i = threadIdx.x; i < C; i += blockDim.x) m = fmaxf(m, xr[i]);
     m = block_max(m, buf);
     float z = 0.f, sx = 0.f;
-    for (int i = threadIdx.x; i < C; i += blockDim.x) { z += __expf(xr[i] - m); sx += xr[i]; }
+    for (int i = threadIdx.x; i < C; i += blockDim.x) { z += __expf(xr[i] - m); sx += xr[i] - m; }
     z = block_sum(z, buf);
     if (eps != 0.f) sx = block_sum(sx, buf);
     if (threadIdx.x == 0) {
-        float lse = logf(z) + m;
+        float log_z = logf(z);
         long long tt = t[row];
-        lse_out[row] = lse;
+        m_out[row] = m;
+        z_out[row] = z;
         if (tt == ignore) loss[row] = 0.f;
         else if (tt < 0 || tt >= C) loss[row] = SL_NAN;
-        else loss[row] = (1.f - eps) * (lse - xr[tt]) + (eps != 0.f ? (eps / C) * (C * lse - sx) : 0.f);
+        else loss[row] = (1.f - eps) * (log_z - (xr[tt] - m)) + (eps != 0.f ? (eps / C) * (C * log_z - sx) : 0.f);
     }
 }
 """
@@ -164,6 +171,8 @@ def _arg(a, stand_in):
 def norm_reference(x2d, w, b, eps, center):
     """(y, xhat, rstd) in plain CuPy."""
     mean = x2d.mean(axis=1, keepdims=True) if center else 0.0
+    if center:
+        mean = mean + (x2d - mean).mean(axis=1, keepdims=True)            # mean's rounding removed
     xc = x2d - mean
     rstd = 1.0 / (((xc * xc).mean(axis=1, keepdims=True) + eps) ** 0.5)       # (N, 1)
     xhat = xc * rstd
@@ -227,43 +236,46 @@ def softmax_rows_(s, T=None, r0=0, causal=False, scale=1.0):
 
 # ---------------------------------------------------------------- cross-entropy
 def cross_entropy_rows(x2d, t1, ignore_index, eps):
-    """(loss per row (N,), lse (N,)) of logits x2d (N, C) and int64 targets t1 (N,)."""
+    """(loss per row (N,), (m, z)) of logits x2d (N, C) and int64 targets t1 (N,): m the row max,
+    z = sum exp(x - m), what the backward needs (softmax = exp(x - m) / z)."""
     cp = _cp()
     N, C = x2d.shape
     if not _f32(x2d):
         m = x2d.max(axis=1, keepdims=True)
-        lse = cp.log(cp.exp(x2d - m).sum(axis=1)) + m[:, 0]
+        z = cp.exp(x2d - m).sum(axis=1)
+        log_z = cp.log(z)
         valid = t1 != ignore_index
         tc = cp.where(valid, t1, 0)
-        picked = cp.take_along_axis(x2d, tc[:, None], axis=1)[:, 0]
-        loss = (1.0 - eps) * (lse - picked)
+        picked = cp.take_along_axis(x2d, tc[:, None], axis=1)[:, 0] - m[:, 0]
+        loss = (1.0 - eps) * (log_z - picked)
         if eps:
-            loss += (eps / C) * (C * lse - x2d.sum(axis=1))
+            loss += (eps / C) * (C * log_z - (x2d - m).sum(axis=1))
         bad = valid & ((t1 < 0) | (t1 >= C))
         loss = cp.where(valid, cp.where(bad, cp.nan, loss), 0.0).astype(x2d.dtype)
-        return loss, lse.astype(x2d.dtype)
-    loss, lse = cp.empty(N, dtype=x2d.dtype), cp.empty(N, dtype=x2d.dtype)
-    _launch("cross_entropy_rows", N, (x2d, cp.ascontiguousarray(t1, dtype=cp.int64), lse, loss, cp.int32(C),
+        return loss, (m[:, 0].astype(x2d.dtype), z.astype(x2d.dtype))
+    loss, m, z = (cp.empty(N, dtype=x2d.dtype) for _ in range(3))
+    _launch("cross_entropy_rows", N, (x2d, cp.ascontiguousarray(t1, dtype=cp.int64), m, z, loss, cp.int32(C),
                                       cp.int64(ignore_index), cp.float32(eps)))
-    return loss, lse
+    return loss, (m, z)
 
 
 @functools.lru_cache(maxsize=None)
 def _ce_backward_kernel():
     return _cp().ElementwiseKernel(
-        "T x, raw T lse, raw int64 t, raw T coef, int64 C, T keep, T spread",
+        "T x, raw T mx, raw T zs, raw int64 t, raw T coef, int64 C, T keep, T spread",
         "T dx",
         """long long row = i / C, col = i % C;
-           T p = exp(x - lse[row]);
+           T p = exp(x - mx[row]) / zs[row];
            dx = coef[row] * (p - (col == t[row] ? keep : (T)0) - spread);""",
         "scratchllm_ce_backward")
 
 
-def cross_entropy_backward(x2d, t1, lse, coef, eps):
-    """dx (N, C) = coef[:, None] * (softmax(x) - (1 - eps) onehot(t) - eps / C); coef 0 on ignored rows."""
+def cross_entropy_backward(x2d, t1, mz, coef, eps):
+    """dx (N, C) = coef[:, None] * (softmax(x) - (1 - eps) onehot(t) - eps / C); coef 0 on ignored rows;
+    ``mz`` = (m, z) of ``cross_entropy_rows``."""
     C = x2d.shape[1]
     dt = x2d.dtype.type
-    return _ce_backward_kernel()(x2d, lse, t1, coef, C, dt(1.0 - eps), dt(eps / C))
+    return _ce_backward_kernel()(x2d, mz[0], mz[1], t1, coef, C, dt(1.0 - eps), dt(eps / C))
 
 
 # ---------------------------------------------------------------- GELU (tanh form)

@@ -35,7 +35,7 @@ def norm_forward(x, w, b, eps, center, out, xhat, rstd):
     n, d = x.shape
     one, inv_d, eps = x.dtype.type(1), x.dtype.type(1.0 / d), x.dtype.type(eps)
     for i in range(n):
-        shift = x.dtype.type(0)
+        var = x.dtype.type(0)
         if center:
             s = x[i, 0]
             for j in range(1, d):
@@ -47,18 +47,17 @@ def norm_forward(x, w, b, eps, center, out, xhat, rstd):
                 xhat[i, j] = c                  # x - mean, stored: see the note above
                 s += c
             shift = s * inv_d                   # the rounding of mean: centre once more
+            for j in range(d):
+                t = xhat[i, j] - shift
+                xhat[i, j] = t
+                var += t * t
         else:
             for j in range(d):
-                xhat[i, j] = x[i, j]
-        var = x.dtype.type(0)
-        for j in range(d):
-            t = xhat[i, j] - shift
-            xhat[i, j] = t
-            var += t * t
+                var += x[i, j] * x[i, j]
         r = one / np.sqrt(var * inv_d + eps)
         rstd[i, 0] = r
         for j in range(d):
-            h = xhat[i, j] * r
+            h = (xhat[i, j] if center else x[i, j]) * r
             xhat[i, j] = h
             out[i, j] = h * w[j] + b[j]
 

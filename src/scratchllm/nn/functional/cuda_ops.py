@@ -130,7 +130,7 @@ def cross_entropy(x, target, ignore_index=-100, reduction="mean", label_smoothin
     x2d = cp.ascontiguousarray(X).reshape(-1, C)
     t1 = t.reshape(-1).astype(cp.int64, copy=False)
     eps = float(label_smoothing)
-    loss, lse = ck.cross_entropy_rows(x2d, t1, ignore_index, eps)
+    loss, mz = ck.cross_entropy_rows(x2d, t1, ignore_index, eps)
     valid = (t1 != ignore_index).astype(X.dtype)               # (N,) 1 / 0
     n_valid = valid.sum()                                       # on the GPU: no sync
     if reduction == "mean":
@@ -143,8 +143,8 @@ def cross_entropy(x, target, ignore_index=-100, reduction="mean", label_smoothin
     def backward(g):
         coef = valid * (g.reshape(-1) if reduction == "none" else g)
         if reduction == "mean":
-            coef = coef / n_valid
-        dx = ck.cross_entropy_backward(x2d, t1, lse, cp.ascontiguousarray(coef, dtype=X.dtype), eps)
+            coef = coef / cp.maximum(n_valid, 1)                # every row ignored: gradient 0, as torch
+        dx = ck.cross_entropy_backward(x2d, t1, mz, cp.ascontiguousarray(coef, dtype=X.dtype), eps)
         return (dx.reshape(X.shape),)
 
     return make_result(out, (x,), backward, "cross_entropy")
@@ -272,6 +272,8 @@ def clip_grad_norm_(grads, max_norm: float, norm_type: float):
     cp = cupy()
     if norm_type == math.inf:
         total = cp.max(cp.stack([cp.abs(g).max() for g in grads]))
+    elif norm_type == 2.0:                                   # as the CPU: each squared norm a dot product
+        total = cp.sqrt(sum(cp.dot(g.reshape(-1), g.reshape(-1)).astype(cp.float64) for g in grads))
     else:
         total = sum(cp.sum(cp.abs(g.astype(cp.float64)) ** norm_type) for g in grads) ** (1.0 / norm_type)
     coef = cp.minimum(max_norm / (total + 1e-6), 1.0)

@@ -8,10 +8,12 @@ Both normalise over the trailing ``normalized_shape`` dims, viewed as rows (N, D
                 dx = rstd * (dxhat - xhat * mean(dxhat * xhat))
 
 The forward saves only xhat (N, D) and rstd (N, 1); the sums over N for dw and db
-are single reductions. The mean is taken twice: x - mean(x) is exact, but mean(x) is rounded
-(x = [128.05922] * 3 in float32: 1 ulp), and rstd ~ 1/sqrt(eps) would blow that up (outputs
-0.01 off the bias); subtracting the mean of the centred values removes it. With numba installed, forward and backward are each one compiled
+are single reductions. With numba installed, forward and backward are each one compiled
 loop per row range instead (``scratchllm.kernels``); the NumPy code stays the fallback.
+
+The mean is taken twice: m = mean(x) is rounded (x = [128.05922] * 3 in float32: m is 1 ulp
+off, and rstd ~ 1/sqrt(eps) made that 0.01 in the outputs, where torch gives exactly the bias);
+subtracting the mean of the centred values x - m (exact for x near m) removes it.
 
 ``norm_forward`` / ``norm_backward`` are that fast path on plain arrays (row ranges on the pool,
 optional kernels); the raw-array decoder calls ``norm_forward`` too. ``norm_reference`` is the

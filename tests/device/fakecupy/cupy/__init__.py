@@ -275,6 +275,8 @@ def _block_sum_rows(a):
 def _norm_forward(x, w, b, y, xhat, rstd, D, eps, center, has_w, has_b):
     X = x._a.reshape(-1, int(D))
     mean = X.mean(1, keepdims=True) if int(center) else 0.0
+    if int(center):
+        mean = mean + (X - mean).mean(1, keepdims=True)
     rs = 1 / _np.sqrt(((X - mean) ** 2).mean(1, keepdims=True) + _np.float32(eps))
     h = (X - mean) * rs
     xhat._a[...] = h.reshape(xhat.shape)
@@ -299,15 +301,16 @@ def _softmax_rows(s, n, T, r0, causal, scale):
     S[...] = _np.where(keep, e / e.sum(1, keepdims=True), 0)
 
 
-def _cross_entropy_rows(x, t, lse_out, loss, C, ignore, eps):
+def _cross_entropy_rows(x, t, m_out, z_out, loss, C, ignore, eps):
     X, tt, C, eps = x._a, t._a, int(C), float(eps)
     m = X.max(1)
-    lse = (_np.log(_np.exp(X - m[:, None]).sum(1)) + m).astype(X.dtype)
-    lse_out._a[...] = lse
+    z = _np.exp(X - m[:, None]).sum(1)
+    m_out._a[...], z_out._a[...] = m, z
+    log_z = _np.log(z)
     valid = tt != int(ignore)
     ok = valid & (tt >= 0) & (tt < C)
-    picked = X[_np.arange(len(tt)), _np.where(ok, tt, 0)]
-    val = (1 - eps) * (lse - picked) + ((eps / C) * (C * lse - X.sum(1)) if eps else 0)
+    picked = X[_np.arange(len(tt)), _np.where(ok, tt, 0)] - m
+    val = (1 - eps) * (log_z - picked) + ((eps / C) * (C * log_z - (X - m[:, None]).sum(1)) if eps else 0)
     loss._a[...] = _np.where(valid, _np.where(ok, val, _np.nan), 0)
 
 
@@ -350,9 +353,9 @@ def _gelu_b_(x, g):
     return (g * (s + s * (1 - s) * x * (2 * _C + 6 * _C * _K * x * x))).astype(x.dtype)
 
 
-def _ce_b(x, lse, t, coef, C, keep, spread):
+def _ce_b(x, mx, zs, t, coef, C, keep, spread):
     N = x.shape[0]
-    p = _np.exp(x - lse[:, None])
+    p = _np.exp(x - mx[:, None]) / zs[:, None]
     onehot = _np.zeros_like(x)
     ok = (t >= 0) & (t < C)
     onehot[_np.arange(N)[ok], t[ok]] = 1
