@@ -133,7 +133,7 @@ BAD = {
     "bad role": ([{"messages": [{"role": "bot", "content": "x"}]}], "role 'bot'"),
     "no reply": ([{"messages": [{"role": "user", "content": "x"}]}], "no assistant message"),
     "too long": ([{"instruction": "word " * 400, "output": "x"}], "longer than the model's context"),
-    "not json": ("{oops", "not a JSON line"),
+    "not json": ("{oops", "is not valid JSON"),
 }
 
 

@@ -263,13 +263,8 @@ def _read_hf_config(path: str) -> tuple[str, dict]:
     cfg_path = os.path.join(path, "tokenizer_config.json") if os.path.isdir(path) else path
     config = {}
     if os.path.isfile(cfg_path):
-        try:
-            with open(cfg_path, encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{cfg_path}: cannot read tokenizer config: {e}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{cfg_path}: expected a JSON object")
+        from ..jsonio import read_json
+        config = read_json(cfg_path, "tokenizer config")          # depth-limited, one clear error
     source = config.get("chat_template")
     if isinstance(source, list):  # [{"name": "default", "template": ...}, ...]
         named = {d.get("name"): d.get("template") for d in source if isinstance(d, dict)}

@@ -20,12 +20,12 @@ sample into another; packing several samples into one row would need a block-dia
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..backend import xp
 from ..errors import ScratchLLMError
+from ..jsonio import loads_json
 from .chat_template import ChatTemplate, encode_chat, missing_special_tokens
 
 IGNORE = -100
@@ -54,19 +54,13 @@ def read_records(path) -> list:
     if not stripped:
         raise ScratchLLMError(f"{path}: the data file is empty")
     if stripped[0] == "[":
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ScratchLLMError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        records = loads_json(text, str(path), "data file", expect=list)   # depth-limited
     else:
         records = []
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ScratchLLMError(f"{path}:{n}: not a JSON line ({e.msg})") from None
+            records.append(loads_json(line, f"{path}:{n}", "JSON line", expect=None))
     if not records:
         raise ScratchLLMError(f"{path}: no records")
     for i, r in enumerate(records):

@@ -21,6 +21,7 @@ import sys
 
 from ..atomic import atomic_write
 from ..errors import ScratchLLMError
+from ..jsonio import read_json
 
 FORMATS = ("hf", "gguf", "llama2c", "scratchllm")
 TYPES = ("f32", "f16", "q8_0")
@@ -118,8 +119,7 @@ def _hf(out: str, config, state: dict, tok) -> list:
     ids = {f"{k}_token_id": _id(doc, special[f"{k}_token"]) if f"{k}_token" in special else None
            for k in ("bos", "eos")}                    # None: no such token (not GPT-2's 50256)
     cfg_path = os.path.join(out, "config.json")
-    with open(cfg_path, encoding="utf-8") as f:
-        cfg = json.load(f)
+    cfg = read_json(cfg_path, "config written above")
     _write_json(cfg_path, {**cfg, **ids})
     return written + [os.path.join(out, "tokenizer.json"), os.path.join(out, "tokenizer_config.json")]
 

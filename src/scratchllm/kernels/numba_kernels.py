@@ -12,6 +12,7 @@ Norms (rows of x (N, D); ``center`` False gives RMSNorm):
     rounding of m (x = [128.05922] * 3 in float32: m is 1 ulp off, and rstd ~ 1/sqrt(eps) made
     that 0.01 in the output). x - m goes through xhat in memory: with ``reassoc`` in one
     expression, LLVM folds (x - m) - shift into x - (m + shift), and m + shift rounds back to m.
+    (The variance comes from the same pass: mean((c - shift)^2) = mean(c^2) - shift^2.)
     dx = rstd * (g w - mean(g w) - xhat * mean(g w xhat)),  dw = sum_n g xhat,  db = sum_n g
 
 Adam: torch.optim.Adam's update, element by element, in the order and precision of the
@@ -35,7 +36,7 @@ def norm_forward(x, w, b, eps, center, out, xhat, rstd):
     n, d = x.shape
     one, inv_d, eps = x.dtype.type(1), x.dtype.type(1.0 / d), x.dtype.type(eps)
     for i in range(n):
-        var = x.dtype.type(0)
+        shift = sq = x.dtype.type(0)
         if center:
             s = x[i, 0]
             for j in range(1, d):
@@ -46,18 +47,19 @@ def norm_forward(x, w, b, eps, center, out, xhat, rstd):
                 c = x[i, j] - mean
                 xhat[i, j] = c                  # x - mean, stored: see the note above
                 s += c
+                sq += c * c
             shift = s * inv_d                   # the rounding of mean: centre once more
-            for j in range(d):
-                t = xhat[i, j] - shift
-                xhat[i, j] = t
-                var += t * t
+            var = sq * inv_d - shift * shift    # mean((c - shift)^2); shift is ~1 ulp of mean
+            if var < 0:                         # round-off (nan stays nan)
+                var = x.dtype.type(0)
         else:
             for j in range(d):
-                var += x[i, j] * x[i, j]
-        r = one / np.sqrt(var * inv_d + eps)
+                sq += x[i, j] * x[i, j]
+            var = sq * inv_d
+        r = one / np.sqrt(var + eps)
         rstd[i, 0] = r
         for j in range(d):
-            h = (xhat[i, j] if center else x[i, j]) * r
+            h = ((xhat[i, j] - shift) if center else x[i, j]) * r
             xhat[i, j] = h
             out[i, j] = h * w[j] + b[j]
 

@@ -39,12 +39,11 @@ def choose_template(name, model_path, tokenizer):
 
 
 def _has_hf_template(folder: str) -> bool:
-    import json
+    from ..jsonio import read_json
     path = os.path.join(folder, "tokenizer_config.json")
     try:
-        with open(path, encoding="utf-8") as f:
-            return isinstance(json.load(f).get("chat_template"), (str, list))
-    except (OSError, ValueError, AttributeError):
+        return isinstance(read_json(path, "tokenizer config").get("chat_template"), (str, list))
+    except (OSError, ValueError, ScratchLLMError):
         return False
 
 
