@@ -6,6 +6,8 @@
    tokens/s and MFU of forward + backward + clip + AdamW, scratchllm vs torch eager (nanoGPT's
    model from scratchllm.bench.peers.torch_gpt, F.scaled_dot_product_attention, TF32 off), the
    same weights and batches; the first step's losses printed side by side as a check.
+   Then both again with float16 autocast + loss scaling (sl.amp / torch.autocast + GradScaler;
+   MFU against the fp16 tensor-core peak, --peak-fp16-tflops).
 2. Greedy generation, the same shape: new tokens/s of ``model.generate`` on the GPU vs HF
    transformers' ``generate`` (KV cache) on the GPU, same weights; whether the ids agree.
 
@@ -38,7 +40,7 @@ def _batches(cfg, batch, steps, seed=0):
     return [(b[:, :-1], b[:, 1:]) for b in ids]
 
 
-def bench_scratchllm_train(cfg, batches, warmup, peak):
+def bench_scratchllm_train(cfg, batches, warmup, peak, amp=False):
     import cupy
     import scratchllm as sl
     from scratchllm.models import GPT
@@ -47,14 +49,18 @@ def bench_scratchllm_train(cfg, batches, warmup, peak):
     model = GPT(cfg).to("cuda")
     opt = sl.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
     dev = [(sl.Tensor(x, device="cuda"), sl.Tensor(y, device="cuda")) for x, y in batches]
+    scaler = sl.amp.GradScaler(enabled=amp)
     first_loss, times = None, []
     for i, (x, y) in enumerate(dev):
         _sync()
         t0 = time.perf_counter()
-        _, loss = model(x, y)
-        loss.backward()
+        with sl.amp.autocast(enabled=amp):
+            _, loss = model(x, y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)                                # (amp: one host sync, the overflow check)
         clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad()
         _sync()
         times.append(time.perf_counter() - t0)
@@ -70,7 +76,7 @@ def bench_scratchllm_train(cfg, batches, warmup, peak):
     return out
 
 
-def bench_torch_train(cfg, batches, warmup, peak):
+def bench_torch_train(cfg, batches, warmup, peak, amp=False):
     import scratchllm as sl
     import torch
     from scratchllm.bench.peers.torch_gpt import build_torch_gpt, load_from_scratchllm
@@ -86,15 +92,19 @@ def bench_torch_train(cfg, batches, warmup, peak):
     peer = peer.cuda().train()
     opt = torch.optim.AdamW(peer.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
     dev = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()) for x, y in batches]
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     first_loss, times = None, []
     for i, (x, y) in enumerate(dev):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        out = peer(x, y)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+            out = peer(x, y)
         loss = out[1] if isinstance(out, tuple) else out
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(peer.parameters(), 1.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
@@ -149,9 +159,10 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--peak-tflops", type=float, default=67.0, help="the GPU's fp32 (non tensor core) peak")
+    p.add_argument("--peak-fp16-tflops", type=float, default=989.0, help="dense fp16 tensor-core peak (H100/H200 SXM)")
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: ours,torch,generate")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: ours,torch,ours_fp16,torch_fp16,generate")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     from scratchllm.models import GPTConfig
@@ -163,6 +174,8 @@ def main(argv=None):
                           "warmup": a.warmup, "peak_tflops": a.peak_tflops}}
     parts = [("ours", lambda: bench_scratchllm_train(cfg, batches, a.warmup, peak)),
              ("torch", lambda: bench_torch_train(cfg, batches, a.warmup, peak)),
+             ("ours_fp16", lambda: bench_scratchllm_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, amp=True)),
+             ("torch_fp16", lambda: bench_torch_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, amp=True)),
              ("generate", lambda: bench_generate(GPTConfig(vocab_size=50257, block_size=1024, n_layer=a.layers,
                                                            n_head=12, n_embd=768), a.prompt_len, a.new_tokens,
                                                  tempfile.mkdtemp()))]
@@ -180,7 +193,8 @@ def main(argv=None):
             print(results[name]["traceback"], flush=True)
     o, t = results.get("ours", {}), results.get("torch", {})
     print("\n== GPT-2 124M shape, fp32, batch {batch} x {seq} ==".format(**results["config"]))
-    for label, r in (("scratchllm (CuPy)", o), ("PyTorch eager", t)):
+    for label, r in (("scratchllm (CuPy)", o), ("PyTorch eager", t),
+                     ("scratchllm fp16amp", results.get("ours_fp16", {})), ("PyTorch fp16 amp", results.get("torch_fp16", {}))):
         if "tokens_per_s" in r:
             print(f"{label:18s} {r['tokens_per_s']:10.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  "
                   f"step {r['step_s'] * 1000:7.1f} ms  first loss {r['first_loss']:.5f}  mem {r['gpu_mem_gb']:.1f} GB")

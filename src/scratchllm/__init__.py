@@ -6,7 +6,7 @@
 (2, 2)
 """
 from .autograd import *  # noqa: F401,F403  (Tensor, Scalar, no_grad, zeros, ... : see autograd.__all__)
-from . import cuda  # noqa: F401  (sl.cuda.is_available(): imports CuPy only when called)
+from . import amp, cuda  # noqa: F401  (sl.cuda.is_available(): imports CuPy only when called)
 from . import nn
 from . import optim
 from .io.checkpoint import save, load

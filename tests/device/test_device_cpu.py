@@ -139,3 +139,25 @@ def test_the_gpu_code_paths_run_against_a_stand_in_cupy():
                           str(here / "test_device_cuda.py")], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout
+
+
+def test_grad_scaler_skips_overflowing_steps_and_autocast_is_a_no_op_on_the_cpu():
+    p = sl.nn.Parameter(np.ones(3, np.float32))
+    opt = sl.optim.SGD([p], lr=0.1)
+    scaler = sl.amp.GradScaler(init_scale=8.0, growth_interval=2)
+    with sl.amp.autocast():
+        loss = (sl.nn.functional.linear(sl.Tensor(np.ones((1, 3), np.float32)), p.reshape(1, 3)) * 2).sum()
+    assert loss.dtype == np.float32
+    scaler.scale(loss).backward()
+    np.testing.assert_allclose(p.grad.numpy(), 16.0)           # scaled by 8
+    assert scaler.step(opt) and scaler.scale_value == 8.0
+    np.testing.assert_allclose(p.numpy(), 1 - 0.1 * 2.0)       # unscaled gradient 2
+    scaler.update()
+    p.grad = sl.Tensor(np.array([np.inf, 0, 0], np.float32))
+    before = p.numpy().copy()
+    assert not scaler.step(opt) and scaler.skipped == 1
+    scaler.update()
+    assert scaler.scale_value == 4.0 and np.array_equal(p.numpy(), before)
+    with pytest.raises(ValueError, match="bfloat16"):
+        with sl.amp.autocast("bfloat16"):
+            pass

@@ -443,3 +443,32 @@ def test_train_cli_on_the_gpu_then_resume_on_the_cpu(tmp_path):
           "eval_batches=2", "sample_tokens=20", "log_interval=2"]
     assert main(common + ["--max-steps", "4"] + kv + ["device=cuda"]) == 0
     assert main(common + ["--max-steps", "6", "--resume"] + kv + ["device=cpu"]) == 0
+
+
+def test_float16_autocast_with_loss_scaling_trains_like_float32():
+    """sl.amp: Linear's products in float16 (float32 master weights and results) with a GradScaler;
+    a few AdamW steps follow the float32 run to float16's precision."""
+    x, w = _t((64, 128)), _t((96, 128), 1) * 0.1
+    ref = F.linear(sl.Tensor(x, device="cuda"), sl.Tensor(w, device="cuda"))
+    with sl.amp.autocast():
+        y = F.linear(sl.Tensor(x, device="cuda"), sl.Tensor(w, device="cuda"))
+    assert y.dtype == np.float32
+    close(y, ref, 1e-2, 1e-2)
+    runs = {}
+    for amp in (False, True):
+        model = _gpt().to("cuda")
+        opt = sl.optim.AdamW(model.parameters(), lr=1e-3)
+        scaler = sl.amp.GradScaler(enabled=amp)
+        rng = np.random.default_rng(7)
+        losses = []
+        for _ in range(5):
+            ids = rng.integers(0, 71, (4, 33))
+            with sl.amp.autocast(enabled=amp):
+                _, loss = model(sl.Tensor(ids[:, :-1], device="cuda"), sl.Tensor(ids[:, 1:], device="cuda"))
+            scaler.scale(loss).backward()
+            assert scaler.step(opt)
+            scaler.update()
+            opt.zero_grad()
+            losses.append(loss.item())
+        runs[amp] = losses
+    np.testing.assert_allclose(runs[True], runs[False], rtol=1e-2)

@@ -10,6 +10,9 @@ host ids are checked before they are copied over.
 """
 import math
 
+import numpy as np
+
+from ...amp import autocast_dtype
 from ...autograd.random import default_generator
 from ...autograd.tensor import Tensor, make_result
 from ...device import check_same_device, cupy, is_device_array
@@ -67,18 +70,25 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: input of shape {X.shape} does not match weight of shape {W.shape} "
                          f"(expected input (..., {W.shape[-1]}) and weight (out_features, in_features))")
     x2d = X.reshape(-1, X.shape[-1])                       # (N, in)
+    half = autocast_dtype() == "float16" and X.dtype == W.dtype == np.float32   # sl.amp: float16 products
+    if half:
+        x2d, W = x2d.astype(np.float16), W.astype(np.float16)
     out = x2d @ W.T                                         # (N, out)
+    if half:
+        out = out.astype(np.float32)
     if bias is not None:
         out += bias.data
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
         g2d = g.reshape(-1, g.shape[-1])                    # (N, out)
-        dx = (g2d @ W).reshape(X.shape) if x.requires_grad else None
-        dw = g2d.T @ x2d if weight.requires_grad else None
+        if half:
+            g2d = g2d.astype(np.float16)
+        dx = (g2d @ W).astype(X.dtype, copy=False).reshape(X.shape) if x.requires_grad else None
+        dw = (g2d.T @ x2d).astype(X.dtype, copy=False) if weight.requires_grad else None
         if bias is None:
             return dx, dw
-        return dx, dw, (g2d.sum(axis=0) if bias.requires_grad else None)
+        return dx, dw, (g.reshape(-1, g.shape[-1]).sum(axis=0) if bias.requires_grad else None)
 
     return make_result(out.reshape(X.shape[:-1] + (W.shape[0],)), parents, backward, "linear")
 
