@@ -25,7 +25,7 @@ from scratchllm.bench.peers.hf import hf_from_scratchllm, hf_generate
 from scratchllm.kernels import name as kernel_name
 from scratchllm.models.quant import set_generation_quant, weight_bytes
 
-S260 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "stories260K", "stories260K.bin")
+S260 = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "stories260K", "stories260K.bin")
 
 
 def _first_diff(a, b, start: int) -> int:

@@ -7,7 +7,7 @@
 set -euo pipefail
 RUN=${1:-runs/recipe}
 PY=${PYTHON:-python}
-DATA=${DATA:-../shared/data/instructions/instruction-data.json}
+DATA=${DATA:-tests/data/instructions/instruction-data.json}
 
 $PY -m scratchllm train --preset shakespeare-bpe --out "$RUN/base" --no-progress \
     block_size=256 batch_size=16 max_steps=2000 max_minutes=5 eval_interval=100 \

@@ -60,14 +60,14 @@ PYEOF
 
 if ! "$PY" -c "import cupy" 2>/dev/null; then
     log "CuPy is not importable: trying pip install cupy-cuda12x (fails fast without network)"
-    step "pip install cupy-cuda12x" 120 "$PY" -m pip install --retries 0 --timeout 15 "cupy-cuda12x>=13" \
+    step "pip install cupy-cuda12x" 90 "$PY" -m pip install --retries 0 --timeout 15 "cupy-cuda12x>=13" \
         || log "!!! could not install CuPy (no network?). Carry a cupy-cuda12x wheel and rerun: PY=... bash scripts/gpu_check.sh"
 fi
 if ! "$PY" -c "import pytest" 2>/dev/null; then
     step "pip install pytest" 60 "$PY" -m pip install --retries 0 --timeout 15 pytest || log "!!! pytest missing"
 fi
 
-step "smoke: a tensor on the GPU" 90 "$PY" - <<'PYEOF'
+step "smoke: a tensor on the GPU" 60 "$PY" - <<'PYEOF'
 import time
 import numpy as np
 import scratchllm as sl

@@ -40,12 +40,19 @@ def is_device_name(value) -> bool:
 
 
 def is_device_array(a) -> bool:
-    """True for a CuPy array (an array on a GPU); cheap, never imports CuPy."""
-    return a.__class__ is not numpy.ndarray and hasattr(a, "__cuda_array_interface__")
+    """True for a CuPy array (an array on a GPU), by its class's module: cheap (no
+    ``__cuda_array_interface__`` dict built), never imports CuPy."""
+    cls = a.__class__
+    return cls is not numpy.ndarray and cls.__module__.startswith("cupy")
+
+
+_CUPY = []  # the CuPy module once a GPU was found (asked once, then reused by every op)
 
 
 def cupy():
     """The CuPy module, with a usable GPU; else one ScratchLLMError saying what to install."""
+    if _CUPY:
+        return _CUPY[0]
     try:
         import cupy as cp
     except ImportError:
@@ -56,6 +63,7 @@ def cupy():
         raise ScratchLLMError(f"device 'cuda' asked for, but CUDA cannot be used here ({e}); {_INSTALL}") from None
     if n < 1:
         raise ScratchLLMError(f"device 'cuda' asked for, but no CUDA GPU is visible; {_INSTALL}")
+    _CUPY.append(cp)
     return cp
 
 

@@ -1,6 +1,6 @@
 """The device API's CPU side: names, array modules, moves to "cpu", clear errors for a missing GPU.
 
-A GPU-resident array is stood in for by ``FakeGpuArray`` (it has ``__cuda_array_interface__``,
+A GPU-resident array is stood in for by ``FakeGpuArray`` (its class lives in a ``cupy`` module,
 which is how scratchllm recognises CuPy arrays) to check the mixed-device errors without a GPU.
 """
 import subprocess
@@ -18,8 +18,9 @@ from scratchllm.train.config import TrainConfig
 
 
 class FakeGpuArray:
-    """Just enough of a CuPy array for the device checks (never computed with)."""
-    __cuda_array_interface__ = {}
+    """Just enough of a CuPy array for the device checks (never computed with); scratchllm tells
+    CuPy arrays by their class's module."""
+    __module__ = "cupy._stand_in"
 
     def __init__(self, shape=(2,), dtype=np.float32, index=0):
         self.shape, self.dtype, self.device = shape, np.dtype(dtype), types.SimpleNamespace(id=index)
@@ -29,7 +30,9 @@ class FakeGpuArray:
 @pytest.fixture
 def no_cupy(monkeypatch):
     """Behave as a machine without CuPy, even where it is installed (sys.modules None: ImportError)."""
+    import scratchllm.device
     monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setattr(scratchllm.device, "_CUPY", [])          # forget a GPU found earlier in this process
 
 
 def test_device_names_normalise_and_bad_names_are_refused():

@@ -75,6 +75,6 @@ def make_base_run(folder, vocab=300, arch="gpt", block=256, seed=0):
     return model, tok
 
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "instructions"
+DATA = Path(__file__).resolve().parents[1] / "data" / "instructions"
 INSTRUCTIONS = DATA / "instruction-data.json"
 PREFERENCES = DATA / "instruction-data-with-preference.json"

@@ -26,7 +26,7 @@ from scratchllm.tokenizers.char import CharTokenizer
 
 transformers.logging.set_verbosity_error()
 torch.set_num_threads(1)
-S260 = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "stories260K")
+S260 = os.path.join(os.path.dirname(__file__), "..", "data", "stories260K")
 MODEL, TOK = os.path.join(S260, "stories260K.bin"), os.path.join(S260, "tok512.bin")
 TEXT = "Once upon a time, there was a little girl named Lily.\nShe  liked 東京 🙂!"
 

@@ -21,7 +21,7 @@ from scratchllm.io.gguf_read import GGUFFile
 
 transformers.logging.set_verbosity_error()
 torch.set_num_threads(1)
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+DATA = os.path.join(os.path.dirname(__file__), "..", "data")
 
 _HF_LLAMA = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
              "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.down_proj": "ffn_down",

@@ -11,7 +11,7 @@ import scratchllm as sl
 from scratchllm.errors import ScratchLLMError
 from scratchllm.models.quant import GROUP, Q8Rows, Q8Weight, quantize_groups, set_generation_quant, weight_bytes
 
-S260 = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "stories260K")
+S260 = os.path.join(os.path.dirname(__file__), "..", "data", "stories260K")
 MODEL, TOK = os.path.join(S260, "stories260K.bin"), os.path.join(S260, "tok512.bin")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import scratchllm as sl
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"        # copies of ../shared/data (tests/data/README.md)
 STORIES = DATA / "stories260K" / "stories260K.bin"
 STORIES_TOK = DATA / "stories260K" / "tok512.bin"
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -14,6 +14,7 @@ soon as it ran, and glibc's malloc told to keep freed pages, see allocator.py). 
 from __future__ import annotations
 
 from ..backend import xp
+from ..device import is_device_array
 from .allocator import keep_freed_memory
 from .grad_mode import is_grad_enabled
 from .tensor import Tensor, _to_array
@@ -29,7 +30,7 @@ def make_result(data, parents: tuple, backward, op: str) -> Tensor:
     """
     out = Tensor.__new__(Tensor)
     # NumPy ufuncs turn 0-d arrays into scalars; keep .data an array (in-place ops, .numpy())
-    out.data = data if data.__class__ is _ndarray or hasattr(data, "__cuda_array_interface__") else xp.asarray(data)
+    out.data = data if data.__class__ is _ndarray or is_device_array(data) else xp.asarray(data)
     out.grad = None
     out._op = op
     out._version = 0

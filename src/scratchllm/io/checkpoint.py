@@ -43,8 +43,8 @@ def _as_arrays(obj) -> dict:
         if name == "__metadata__":
             raise ScratchLLMError("save(): '__metadata__' is reserved by safetensors; pass metadata=")
         arr = value if isinstance(value, xp.ndarray) else getattr(value, "data", None)
-        if hasattr(value, "__cuda_array_interface__") or hasattr(arr, "__cuda_array_interface__"):
-            arr = (value if hasattr(value, "__cuda_array_interface__") else arr).get()  # GPU -> host bytes
+        if value.__class__.__module__.startswith("cupy") or arr.__class__.__module__.startswith("cupy"):
+            arr = (value if value.__class__.__module__.startswith("cupy") else arr).get()  # GPU -> host bytes
         if not isinstance(arr, xp.ndarray):
             raise ScratchLLMError(f"save(): '{name}' is a {type(value).__name__}, not an array or Tensor")
         if arr.dtype.name not in _SAVABLE:

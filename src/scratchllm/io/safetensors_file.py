@@ -193,7 +193,7 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
     for name, arr in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ScratchLLMError(f"{path}: tensor name {name!r} is not allowed (strings other than '__metadata__')")
-        if hasattr(arr, "__cuda_array_interface__"):   # a GPU array: files hold host bytes (device-independent)
+        if arr.__class__.__module__.startswith("cupy"):   # a GPU array: files hold host bytes (device-independent)
             arr = arr.get()
         if not isinstance(arr, xp.ndarray) or arr.dtype.newbyteorder("=").name not in _CODES:
             raise ScratchLLMError(f"{path}: tensor '{name}' has dtype {getattr(arr, 'dtype', type(arr).__name__)}, "
