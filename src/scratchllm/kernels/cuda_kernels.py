@@ -57,17 +57,17 @@ extern "C" __global__ void norm_forward(const float* x, const float* w, const fl
     const float* xr = x + row * D;
     float s = 0.f;
     if (center) for (int i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
-    float mean = center ? block_sum(s, buf) / D : 0.f;
-    if (center) {                                  // the mean again, of x - mean: removes mean's rounding
-        float s2 = 0.f;                            // (x = [128.05922] * 3: y exactly the bias, as torch)
-        for (int i = threadIdx.x; i < D; i += blockDim.x) s2 += xr[i] - mean;
-        mean += block_sum(s2, buf) / D;
+    float mean = center ? block_sum(s, buf) / D : 0.f, shift = 0.f;
+    if (center) {                                  // the mean of x - mean, subtracted apart from mean
+        float s2 = 0.f;                            // (mean + shift would round back to mean): with it
+        for (int i = threadIdx.x; i < D; i += blockDim.x) s2 += xr[i] - mean;   // x = [128.05922] * 3
+        shift = block_sum(s2, buf) / D;            // gives exactly the bias, as torch does
     }
     float v = 0.f;
-    for (int i = threadIdx.x; i < D; i += blockDim.x) { float d = xr[i] - mean; v += d * d; }
+    for (int i = threadIdx.x; i < D; i += blockDim.x) { float d = (xr[i] - mean) - shift; v += d * d; }
     float rs = rsqrtf(block_sum(v, buf) / D + eps);
     for (int i = threadIdx.x; i < D; i += blockDim.x) {
-        float h = (xr[i] - mean) * rs;
+        float h = ((xr[i] - mean) - shift) * rs;
         xhat[row * D + i] = h;
         y[row * D + i] = h * (has_w ? w[i] : 1.f) + (has_b ? b[i] : 0.f);
     }
@@ -170,10 +170,9 @@ def _arg(a, stand_in):
 # ---------------------------------------------------------------- LayerNorm / RMSNorm
 def norm_reference(x2d, w, b, eps, center):
     """(y, xhat, rstd) in plain CuPy."""
-    mean = x2d.mean(axis=1, keepdims=True) if center else 0.0
+    xc = x2d - x2d.mean(axis=1, keepdims=True) if center else x2d
     if center:
-        mean = mean + (x2d - mean).mean(axis=1, keepdims=True)            # mean's rounding removed
-    xc = x2d - mean
+        xc = xc - xc.mean(axis=1, keepdims=True)                           # mean's rounding removed
     rstd = 1.0 / (((xc * xc).mean(axis=1, keepdims=True) + eps) ** 0.5)       # (N, 1)
     xhat = xc * rstd
     y = xhat * (1.0 if w is None else w) + (0.0 if b is None else b)

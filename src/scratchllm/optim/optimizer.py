@@ -105,9 +105,10 @@ class Optimizer:
                 index[id(p)] = n + i
             n += len(group["params"])
             groups.append(packed)
+        from ..device import to_host
         state = {}
-        for p, s in self.state.items():
-            state[index[id(p)]] = {k: xp.array(v, copy=True) for k, v in s.items()}
+        for p, s in self.state.items():                    # host copies: checkpoints are device-independent
+            state[index[id(p)]] = {k: xp.array(to_host(v), copy=True) for k, v in s.items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict) -> None:

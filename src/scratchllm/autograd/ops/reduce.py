@@ -125,7 +125,7 @@ def max_min(a, dim, keepdim, which):
         if g.__class__ is not xp.ndarray:                # on a GPU: a compare with positions (no put_along_axis)
             m = array_module(g)
             pos = m.arange(shape[d]).reshape((-1,) + (1,) * (len(shape) - d - 1))
-            return (m.where(pos == idx, gd, m.zeros_like(g, shape=())),)
+            return (m.where(pos == idx, gd, m.zeros((), dtype=g.dtype)),)
         gx = xp.zeros_like(g, shape=shape)
         xp.put_along_axis(gx, idx, gd, axis=d)
         return (gx,)
