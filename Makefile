@@ -16,7 +16,7 @@ venv-test: $(BIN)/python
 	$(BIN)/pip install -e ".[test]"
 
 demo: venv
-	$(BIN)/scratchllm train --preset shakespeare-char --out runs/shakespeare-char
+	$(BIN)/scratchllm train --preset shakespeare-char-speedrun --out runs/shakespeare-char
 	$(BIN)/scratchllm generate --model runs/shakespeare-char --prompt "ROMEO:" --max-new-tokens 400 --temperature 0.8 --seed 0
 
 # two pytest workers on two cores: one BLAS/torch thread each, so they do not fight over the cores.

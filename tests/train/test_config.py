@@ -41,11 +41,17 @@ def test_bad_override_syntax():
 
 
 def test_presets():
-    assert set(PRESETS) == {"shakespeare-char", "shakespeare-bpe", "llama-tiny"}
+    assert set(PRESETS) == {"shakespeare-char", "shakespeare-char-speedrun", "shakespeare-bpe", "llama-tiny"}
     c = preset_config("shakespeare-char")
     assert (c.n_layer, c.n_head, c.n_embd, c.block_size, c.tokenizer, c.preset) == (4, 4, 128, 128, "char",
                                                                                     "shakespeare-char")
     assert preset_config("llama-tiny").arch == "llama" and preset_config("shakespeare-bpe").tokenizer == "bpe"
+    # the speedrun preset: the main job's model and data, the recipe's options, 2,400 steps
+    old, new = preset_config("shakespeare-char").to_dict(), preset_config("shakespeare-char-speedrun").to_dict()
+    changed = {k for k in old if old[k] != new[k]}
+    assert changed == {"preset", "max_steps", "optimizer", "schedule", "mlp_act", "qk_norm", "zero_init_proj",
+                       "tie_weights", "logit_softcap", "positional", "value_embeds"}
+    assert (new["optimizer"], new["schedule"], new["positional"], new["max_steps"]) == ("muon", "wsd", "rope", 2400)
     with pytest.raises(ScratchLLMError, match="unknown preset 'nope'"):
         preset_config("nope")
 
