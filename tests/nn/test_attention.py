@@ -162,3 +162,13 @@ def test_gqa_self_attention_layer(dtype, n_heads, n_kv_heads):
     x = np.random.default_rng(1).standard_normal((2, 7, dim)).astype(dtype)
     compare(ours, ref, [x], dtype)
     compare_param_grads(ours, ref, dtype)
+
+
+def test_sdpa_takes_plain_arrays_like_tensors():
+    """q, k, v as NumPy arrays (as the course passes them) give what the same Tensors give."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 5, 8)).astype(np.float32) for _ in range(3))
+    got = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    want = F.scaled_dot_product_attention(sl.Tensor(q), sl.Tensor(k), sl.Tensor(v), is_causal=True)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.numpy(), want.numpy())

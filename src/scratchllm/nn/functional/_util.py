@@ -13,7 +13,7 @@ def as_float_tensor(x, like=None) -> Tensor:
     """A floating-point Tensor; plain data takes ``like``'s dtype when given."""
     if isinstance(x, Tensor):
         return x
-    dtype = like.data.dtype if like is not None else None
+    dtype = like.dtype if like is not None else None          # like: a Tensor or an array
     arr = xp.asarray(x, dtype=dtype)
     if arr.dtype.kind != "f":
         arr = arr.astype(xp.float32)
