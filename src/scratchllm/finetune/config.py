@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from dataclasses import dataclass, field
 
 from ..errors import ScratchLLMError
-from ..train.config import _coerce
+from ..train.config import updated_config
 
 
 @dataclass
@@ -68,17 +67,8 @@ class FinetuneConfig:
         return cls().updated(d, source=source)
 
     def updated(self, overrides: dict, source: str = "override") -> "FinetuneConfig":
-        hints = typing.get_type_hints(FinetuneConfig)
-        hints.pop("IDENTITY", None)
-        values = self.to_dict()
-        for key, value in overrides.items():
-            if key not in hints:
-                raise ScratchLLMError(f"{source}: unknown fine-tuning key {key!r}; known keys: "
-                                      f"{', '.join(hints)}")
-            values[key] = _coerce(value, hints[key], key, source)
-        cfg = FinetuneConfig(**values)
-        cfg.validate(source)
-        return cfg
+        """A copy with ``overrides`` applied; strings are parsed to the field's type."""
+        return updated_config(self, overrides, source, "fine-tuning key")
 
     def validate(self, source: str = "config") -> None:
         def need(cond, msg):

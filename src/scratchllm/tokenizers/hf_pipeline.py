@@ -131,27 +131,39 @@ def split_spans(text: str, spans, behavior: str) -> list[str]:
     return [text[s:e] for s, e in keep if e > s]
 
 
+def _stage(list_key: str):
+    """Wrap the builder of one pipeline stage (``spec -> function``): ``null`` gives None, a
+    ``Sequence`` the composition of its parts (``spec[list_key]``, applied in order), any other
+    object what the builder makes of it."""
+    def wrap(build_one):
+        def build(spec, where: str):
+            if spec is None:
+                return None
+            if not isinstance(spec, dict):
+                raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
+            if spec.get("type") != "Sequence":
+                return build_one(spec, where)
+            parts = [build(s, f"{where}.{list_key}[{k}]") for k, s in enumerate(_field(spec, list_key, where, list))]
+
+            def sequence(x):
+                for f in parts:
+                    x = f(x) if f else x
+                return x
+            return sequence
+        build.__doc__ = build_one.__doc__
+        return build
+    return wrap
+
+
 # ---- normalizers: str -> str --------------------------------------------------------------
 _NORMALIZERS = ("Sequence", "Prepend", "Replace", "NFC", "NFD", "NFKC", "NFKD", "Lowercase",
                 "Strip", "ByteLevel")
 
 
+@_stage("normalizers")
 def build_normalizer(spec, where: str):
     """The normalizer as a function ``str -> str`` (None for ``null``)."""
-    if spec is None:
-        return None
-    if not isinstance(spec, dict):
-        raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
     kind = spec.get("type")
-    if kind == "Sequence":
-        parts = [build_normalizer(s, f"{where}.normalizers[{k}]")
-                 for k, s in enumerate(_field(spec, "normalizers", where, list))]
-
-        def sequence(text: str) -> str:
-            for f in parts:
-                text = f(text) if f else text
-            return text
-        return sequence
     if kind == "Prepend":
         prefix = _field(spec, "prepend", where, str)
         return lambda text: prefix + text if text else text
@@ -195,22 +207,10 @@ def _per_piece(fn):
     return run
 
 
+@_stage("pretokenizers")
 def build_pre_tokenizer(spec, where: str):
     """The pre-tokenizer as a function ``list[Piece] -> list[Piece]`` (None for ``null``)."""
-    if spec is None:
-        return None
-    if not isinstance(spec, dict):
-        raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
     kind = spec.get("type")
-    if kind == "Sequence":
-        parts = [build_pre_tokenizer(s, f"{where}.pretokenizers[{k}]")
-                 for k, s in enumerate(_field(spec, "pretokenizers", where, list))]
-
-        def sequence(pieces):
-            for f in parts:
-                pieces = f(pieces) if f else pieces
-            return pieces
-        return sequence
     if kind == "ByteLevel":
         prefix = _field(spec, "add_prefix_space", where, bool, True)
         splitter = compile_pattern(PATTERNS["gpt2"]) if _field(spec, "use_regex", where, bool, True) else None
@@ -273,21 +273,10 @@ def build_decoder(spec, where: str):
     return lambda tokens: "".join(chain(list(tokens)))
 
 
+@_stage("decoders")
 def _decoder_chain(spec, where: str):
-    if spec is None:
-        return None
-    if not isinstance(spec, dict):
-        raise FileFormatError(f"{where}: expected an object or null, got {spec!r:.60}")
+    """The decoder as a function ``list[str] -> list[str]`` (None for ``null``)."""
     kind = spec.get("type")
-    if kind == "Sequence":
-        parts = [_decoder_chain(s, f"{where}.decoders[{k}]")
-                 for k, s in enumerate(_field(spec, "decoders", where, list))]
-
-        def sequence(tokens):
-            for f in parts:
-                tokens = f(tokens) if f else tokens
-            return tokens
-        return sequence
     if kind == "ByteLevel":
         return lambda tokens: [_from_byte_chars(tokens)]
     if kind == "Metaspace":

@@ -91,15 +91,7 @@ class TrainConfig:
 
     def updated(self, overrides: dict, source: str = "override") -> "TrainConfig":
         """A copy with ``overrides`` applied; strings are parsed to the field's type."""
-        hints = typing.get_type_hints(TrainConfig)
-        values = self.to_dict()
-        for key, value in overrides.items():
-            if key not in hints:
-                raise ScratchLLMError(f"{source}: unknown config key {key!r}; known keys: {', '.join(hints)}")
-            values[key] = _coerce(value, hints[key], key, source)
-        cfg = TrainConfig(**values)
-        cfg.validate(source)
-        return cfg
+        return updated_config(self, overrides, source, "config key")
 
     def validate(self, source: str = "config") -> None:
         def need(cond, msg):
@@ -172,6 +164,21 @@ class TrainConfig:
         (3, 100)
         """
         return self.warmup_steps if self.max_steps >= 2 * self.warmup_steps else self.max_steps // 10
+
+
+def updated_config(cfg, overrides: dict, source: str, what: str):
+    """A copy of the dataclass config ``cfg`` with ``overrides`` applied (strings parsed to each
+    field's type), validated; an unknown key is one error naming ``source``."""
+    types = typing.get_type_hints(type(cfg))
+    hints = {f.name: types[f.name] for f in dataclasses.fields(cfg)}
+    values = dataclasses.asdict(cfg)
+    for key, value in overrides.items():
+        if key not in hints:
+            raise ScratchLLMError(f"{source}: unknown {what} {key!r}; known keys: {', '.join(hints)}")
+        values[key] = _coerce(value, hints[key], key, source)
+    new = type(cfg)(**values)
+    new.validate(source)
+    return new
 
 
 def _coerce(value, hint, key: str, source: str):
