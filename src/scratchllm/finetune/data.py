@@ -41,15 +41,19 @@ class Sample:
         return int((self.targets != IGNORE).sum())
 
 
-def read_records(path) -> list:
-    """A JSON list or JSONL file -> list of dicts; one clear error naming the file and line."""
-    path = Path(path)
+def read_text(path) -> str:
+    """A UTF-8 data file's text; one clear error naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ScratchLLMError(f"data file not found: {path}") from None
     except UnicodeDecodeError as e:
         raise ScratchLLMError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def read_records(path) -> list:
+    """A JSON list or JSONL file -> list of dicts; one clear error naming the file and line."""
+    path, text = Path(path), read_text(path)
     stripped = text.lstrip()
     if not stripped:
         raise ScratchLLMError(f"{path}: the data file is empty")
@@ -112,13 +116,7 @@ def encode_records(records, template: ChatTemplate, tokenizer, context: int,
 def text_samples(path, tokenizer, context: int) -> list:
     """A plain-text file -> Samples of ``context`` + 1 tokens, every token scored (continued
     pretraining, e.g. with LoRA); the last, shorter window is kept when it has 2+ tokens."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScratchLLMError(f"data file not found: {path}") from None
-    except UnicodeDecodeError as e:
-        raise ScratchLLMError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    path, text = Path(path), read_text(path)
     ids = xp.asarray(tokenizer.encode(text), dtype=xp.int64)
     if len(ids) < 2:
         raise ScratchLLMError(f"{path}: fewer than 2 tokens of text")
