@@ -2,6 +2,7 @@
 
 The CLI prints these as a single line on stderr and exits with status 1, without a traceback.
 """
+from contextlib import contextmanager
 
 
 class ScratchLLMError(Exception):
@@ -13,3 +14,24 @@ class FileFormatError(ScratchLLMError, ValueError):
 
     Also a ``ValueError``, which the tokenizer readers raised before it existed.
     """
+
+
+@contextmanager
+def reading(path, what: str = "file"):
+    """Turn the OS's errors while reading ``path`` into one ``ScratchLLMError`` that names it.
+
+    >>> with reading("nope.txt", "text file"):
+    ...     open("nope.txt").read()
+    Traceback (most recent call last):
+    scratchllm.errors.ScratchLLMError: nope.txt: text file not found
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise ScratchLLMError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ScratchLLMError(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError as e:
+        raise ScratchLLMError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ScratchLLMError(f"{path}: cannot read the {what} ({e.strerror or e})") from None

@@ -25,7 +25,7 @@ import os
 import sys
 
 from .backend import xp
-from .errors import ScratchLLMError
+from .errors import ScratchLLMError, reading
 
 __all__ = ["MAX_DEPTH", "MAX_BYTES", "loads_json", "read_json", "json_depth"]
 
@@ -140,18 +140,11 @@ def read_json(path, what: str = "JSON file", expect: type | tuple | None = dict,
     ``expect``: the type the top level must have (``dict`` by default, ``None`` for any).
     """
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise ScratchLLMError(f"{path}: {what} is larger than {max_bytes} bytes; refusing to parse it")
-            raw = f.read() if size else f.read(max_bytes + 1)   # (read(n) would allocate n bytes first)
-    except FileNotFoundError:
-        raise ScratchLLMError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise ScratchLLMError(f"{path}: is a folder, expected a {what}") from None
-    except OSError as e:
-        raise ScratchLLMError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
+    with reading(path, what), open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise ScratchLLMError(f"{path}: {what} is larger than {max_bytes} bytes; refusing to parse it")
+        raw = f.read() if size else f.read(max_bytes + 1)   # (read(n) would allocate n bytes first)
     if len(raw) > max_bytes:
         raise ScratchLLMError(f"{path}: {what} is larger than {max_bytes} bytes; refusing to parse it")
     return loads_json(raw, path, what, max_depth, expect)

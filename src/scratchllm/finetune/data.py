@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backend import xp
-from ..errors import ScratchLLMError
+from ..errors import ScratchLLMError, reading
 from ..jsonio import loads_json
 from .chat_template import ChatTemplate, encode_chat, missing_special_tokens
 
@@ -43,12 +43,8 @@ class Sample:
 
 def read_text(path) -> str:
     """A UTF-8 data file's text; one clear error naming it."""
-    try:
+    with reading(path, "data file"):
         return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScratchLLMError(f"data file not found: {path}") from None
-    except UnicodeDecodeError as e:
-        raise ScratchLLMError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def read_records(path) -> list:

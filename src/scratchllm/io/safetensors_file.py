@@ -29,7 +29,7 @@ import os
 import struct
 
 from ..backend import xp
-from ..errors import ScratchLLMError
+from ..errors import ScratchLLMError, reading
 from ..jsonio import loads_json
 
 MAX_HEADER = 100 * 1024 * 1024        # the limit the safetensors library enforces
@@ -56,26 +56,19 @@ def read_header(path) -> tuple:
     Offsets are relative to the data section, as in the file. Raises ScratchLLMError.
     """
     path = os.fspath(path)
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise ScratchLLMError(f"{path}: not a safetensors file (only {size} bytes; the 8-byte "
-                                      f"header length is missing)")
-            (n,) = struct.unpack("<Q", prefix)
-            if n > size - 8:
-                raise ScratchLLMError(f"{path}: safetensors header length {n} goes beyond the end of the file "
-                                      f"({size} bytes); the file is truncated or not safetensors")
-            if n > MAX_HEADER or n < 2:
-                raise ScratchLLMError(f"{path}: not a safetensors file (implausible header length {n})")
-            raw = f.read(n)
-    except FileNotFoundError:
-        raise ScratchLLMError(f"{path}: safetensors file not found") from None
-    except IsADirectoryError:
-        raise ScratchLLMError(f"{path}: is a folder, not a safetensors file") from None
-    except OSError as e:
-        raise ScratchLLMError(f"{path}: cannot read the safetensors file ({e.strerror or e})") from None
+    with reading(path, "safetensors file"), open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise ScratchLLMError(f"{path}: not a safetensors file (only {size} bytes; the 8-byte "
+                                  f"header length is missing)")
+        (n,) = struct.unpack("<Q", prefix)
+        if n > size - 8:
+            raise ScratchLLMError(f"{path}: safetensors header length {n} goes beyond the end of the file "
+                                  f"({size} bytes); the file is truncated or not safetensors")
+        if n > MAX_HEADER or n < 2:
+            raise ScratchLLMError(f"{path}: not a safetensors file (implausible header length {n})")
+        raw = f.read(n)
     if len(raw) != n:
         raise ScratchLLMError(f"{path}: truncated while reading the {n}-byte safetensors header")
     try:

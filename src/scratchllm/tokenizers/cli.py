@@ -17,21 +17,14 @@ import re
 import sys
 import time
 
-from ..errors import ScratchLLMError
+from ..errors import ScratchLLMError, reading
 
 __all__ = ["add_tokenizer_commands", "add_bench_tokenize", "run_bench_tokenize", "encode_text"]
 
 
 def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise ScratchLLMError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ScratchLLMError(f"{path}: is a folder, not a text file") from None
-    except UnicodeDecodeError as exc:
-        raise ScratchLLMError(f"{path}: not UTF-8 text ({exc})") from None
+    with reading(path, "text file"), open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def _write_or_print(text: str, out: str | None) -> None:
