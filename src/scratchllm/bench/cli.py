@@ -19,15 +19,20 @@ def _positive(text: str) -> int:
 
 def add_bench_train(bench_sub) -> argparse.ArgumentParser:
     p = bench_sub.add_parser(
-        "train", help="time GPT training steps, scratchllm vs PyTorch eager",
+        "train", help="time GPT training steps, scratchllm vs PyTorch eager and torch.compile",
         description="Full training steps (forward, cross-entropy, backward, AdamW) of a GPT on "
-                    "character-level tiny Shakespeare, float32, alternating with PyTorch eager.")
+                    "character-level tiny Shakespeare, float32, alternating with PyTorch eager "
+                    "and PyTorch with torch.compile (inductor; needs a C++ compiler, else skipped).")
     p.add_argument("--config", choices=["small", "medium", "tiny"], default="small",
                    help="small: 4 layers x 128 wide, block 64, batch 12; medium: 6 x 384, block 256, batch 8")
     p.add_argument("--steps", type=_positive, default=None, help="timed steps (default: small 30, medium 6)")
     p.add_argument("--warmup", type=int, default=2, help=argparse.SUPPRESS)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help="print one JSON object; with PATH, write it there and print the table")
     p.add_argument("--no-peer", action="store_true", help="skip PyTorch (no torch needed)")
+    p.add_argument("--compile", dest="compiled", action=argparse.BooleanOptionalAction, default=None,
+                   help="add the torch.compile peer (default: on for small and medium); "
+                        "skipped with a note when inductor has no C++ compiler")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=_train)
@@ -63,9 +68,26 @@ def _train(args) -> int:
     from .train import format_train, run_train_bench
     _need_peer(args.no_peer, ["torch"])
     result = run_train_bench(args.config, steps=args.steps, warmup=args.warmup, peer=not args.no_peer,
-                             memory=None if args.no_memory else measure_train_memory, seed=args.seed)
-    print(json.dumps(result) if args.json else format_train(result))
+                             memory=None if args.no_memory else measure_train_memory, seed=args.seed,
+                             compiled=args.compiled)
+    if args.json not in (None, "-"):
+        _write_json(args.json, result)
+    print(json.dumps(result) if args.json == "-" else format_train(result))
     return 0
+
+
+def _write_json(path: str, result: dict) -> None:
+    """``result`` as one line of JSON at ``path``, written atomically (temp file + rename)."""
+    import os
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(result) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise ScratchLLMError(f"cannot write the JSON result to {path}: {e}") from e
 
 
 def _generate(args) -> int:
