@@ -7,9 +7,13 @@
    model from scratchllm.bench.peers.torch_gpt, F.scaled_dot_product_attention, TF32 off), the
    same weights and batches; the first step's losses printed side by side as a check.
    Then both again with float16 autocast + loss scaling (sl.amp / torch.autocast + GradScaler;
-   MFU against the fp16 tensor-core peak, --peak-fp16-tflops).
-2. Greedy generation, the same shape: new tokens/s of ``model.generate`` on the GPU vs HF
-   transformers' ``generate`` (KV cache) on the GPU, same weights; whether the ids agree.
+   MFU against the fp16 tensor-core peak, --peak-fp16-tflops), and (last, after generation, as
+   the first to go when time is short) with bfloat16 autocast, no loss scaling (ours: uint16 bits
+   and cuBLAS gemmEx, sl.amp.autocast("bfloat16"); MFU against the same tensor-core peak).
+2. Greedy generation, the same shape: new tokens/s of ``model.generate`` on the GPU (the one
+   decoder of models/decode.py on CuPy arrays, with its KV cache; also over 4x the tokens, which
+   should not slow it down) vs HF transformers' ``generate`` (KV cache) on the GPU, same weights;
+   whether the ids agree with HF's and with our CPU decoder's.
 
 MFU = achieved FLOP/s / the GPU's fp32 peak (--peak-tflops; H200/H100 SXM: 67 without tensor
 cores), FLOPs per token 6 N + 12 L C T (PaLM's, N the parameters without the position table).
@@ -17,7 +21,6 @@ Each part catches its own failure and reports it, so one broken part leaves the 
 """
 import argparse
 import json
-import math
 import time
 import traceback
 
@@ -40,7 +43,8 @@ def _batches(cfg, batch, steps, seed=0):
     return [(b[:, :-1], b[:, 1:]) for b in ids]
 
 
-def bench_scratchllm_train(cfg, batches, warmup, peak, amp=False):
+def bench_scratchllm_train(cfg, batches, warmup, peak, amp=None):
+    """amp: None (float32), "float16" (with loss scaling) or "bfloat16" (without)."""
     import cupy
     import scratchllm as sl
     from scratchllm.models import GPT
@@ -49,12 +53,12 @@ def bench_scratchllm_train(cfg, batches, warmup, peak, amp=False):
     model = GPT(cfg).to("cuda")
     opt = sl.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
     dev = [(sl.Tensor(x, device="cuda"), sl.Tensor(y, device="cuda")) for x, y in batches]
-    scaler = sl.amp.GradScaler(enabled=amp)
+    scaler = sl.amp.GradScaler(enabled=amp == "float16")
     first_loss, times = None, []
     for i, (x, y) in enumerate(dev):
         _sync()
         t0 = time.perf_counter()
-        with sl.amp.autocast(enabled=amp):
+        with sl.amp.autocast(amp or "float16", enabled=amp is not None):
             _, loss = model(x, y)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)                                # (amp: one host sync, the overflow check)
@@ -76,7 +80,7 @@ def bench_scratchllm_train(cfg, batches, warmup, peak, amp=False):
     return out
 
 
-def bench_torch_train(cfg, batches, warmup, peak, amp=False):
+def bench_torch_train(cfg, batches, warmup, peak, amp=None):
     import scratchllm as sl
     import torch
     from scratchllm.bench.peers.torch_gpt import build_torch_gpt, load_from_scratchllm
@@ -92,12 +96,12 @@ def bench_torch_train(cfg, batches, warmup, peak, amp=False):
     peer = peer.cuda().train()
     opt = torch.optim.AdamW(peer.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)
     dev = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()) for x, y in batches]
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "float16")
     first_loss, times = None, []
     for i, (x, y) in enumerate(dev):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        with torch.autocast("cuda", dtype=getattr(torch, amp or "float16"), enabled=amp is not None):
             out = peer(x, y)
         loss = out[1] if isinstance(out, tuple) else out
         scaler.scale(loss).backward()
@@ -137,6 +141,15 @@ def bench_generate(cfg, prompt_len, new_tokens, tmp):
     ours = model.generate(prompt, max_new_tokens=new_tokens, temperature=0.0)
     _sync()
     res["scratchllm_tokens_per_s"] = new_tokens / (time.perf_counter() - t0)
+    # the KV cache: a token costs the same at any length (the old window re-run slowed down with it)
+    t0 = time.perf_counter()
+    model.generate(prompt, max_new_tokens=4 * new_tokens, temperature=0.0)
+    _sync()
+    res["scratchllm_tokens_per_s_4x_longer"] = 4 * new_tokens / (time.perf_counter() - t0)
+    cpu_ids = GPT(cfg)
+    cpu_ids.load_state_dict({k: v.get() for k, v in model.state_dict().items()})
+    res["ids_equal_cpu"] = bool(np.array_equal(ours, cpu_ids.generate(prompt, max_new_tokens=new_tokens,
+                                                                      temperature=0.0)))
     x = torch.from_numpy(prompt).cuda()
     kw = dict(attention_mask=torch.ones_like(x), do_sample=False, use_cache=True)
     with torch.inference_mode():
@@ -162,7 +175,8 @@ def main(argv=None):
     p.add_argument("--peak-fp16-tflops", type=float, default=989.0, help="dense fp16 tensor-core peak (H100/H200 SXM)")
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: ours,torch,ours_fp16,torch_fp16,generate")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: ours,torch,ours_fp16,torch_fp16,generate,"
+                                              "ours_bf16,torch_bf16")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     from scratchllm.models import GPTConfig
@@ -174,11 +188,13 @@ def main(argv=None):
                           "warmup": a.warmup, "peak_tflops": a.peak_tflops}}
     parts = [("ours", lambda: bench_scratchllm_train(cfg, batches, a.warmup, peak)),
              ("torch", lambda: bench_torch_train(cfg, batches, a.warmup, peak)),
-             ("ours_fp16", lambda: bench_scratchllm_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, amp=True)),
-             ("torch_fp16", lambda: bench_torch_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, amp=True)),
+             ("ours_fp16", lambda: bench_scratchllm_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, "float16")),
+             ("torch_fp16", lambda: bench_torch_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, "float16")),
              ("generate", lambda: bench_generate(GPTConfig(vocab_size=50257, block_size=1024, n_layer=a.layers,
                                                            n_head=12, n_embd=768), a.prompt_len, a.new_tokens,
-                                                 tempfile.mkdtemp()))]
+                                                 tempfile.mkdtemp())),
+             ("ours_bf16", lambda: bench_scratchllm_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, "bfloat16")),
+             ("torch_bf16", lambda: bench_torch_train(cfg, batches, a.warmup, a.peak_fp16_tflops * 1e12, "bfloat16"))]
     for name, run in parts:
         if name in skip:
             continue
@@ -194,7 +210,8 @@ def main(argv=None):
     o, t = results.get("ours", {}), results.get("torch", {})
     print("\n== GPT-2 124M shape, fp32, batch {batch} x {seq} ==".format(**results["config"]))
     for label, r in (("scratchllm (CuPy)", o), ("PyTorch eager", t),
-                     ("scratchllm fp16amp", results.get("ours_fp16", {})), ("PyTorch fp16 amp", results.get("torch_fp16", {}))):
+                     ("scratchllm fp16amp", results.get("ours_fp16", {})), ("PyTorch fp16 amp", results.get("torch_fp16", {})),
+                     ("scratchllm bf16amp", results.get("ours_bf16", {})), ("PyTorch bf16 amp", results.get("torch_bf16", {}))):
         if "tokens_per_s" in r:
             print(f"{label:18s} {r['tokens_per_s']:10.0f} tok/s  MFU {100 * r['mfu']:5.1f}%  "
                   f"step {r['step_s'] * 1000:7.1f} ms  first loss {r['first_loss']:.5f}  mem {r['gpu_mem_gb']:.1f} GB")
@@ -203,8 +220,10 @@ def main(argv=None):
               f"first-step loss difference {abs(o['first_loss'] - t['first_loss']):.2e}")
     g = results.get("generate", {})
     if "hf_tokens_per_s" in g:
-        print(f"greedy generation: scratchllm {g['scratchllm_tokens_per_s']:.1f} tok/s, HF {g['hf_tokens_per_s']:.1f} "
-              f"tok/s (ratio {g['scratchllm_tokens_per_s'] / g['hf_tokens_per_s']:.2f}x), ids equal: {g['ids_equal']}")
+        print(f"greedy generation (KV cache): scratchllm {g['scratchllm_tokens_per_s']:.1f} tok/s "
+              f"({g['scratchllm_tokens_per_s_4x_longer']:.1f} over 4x the tokens), HF {g['hf_tokens_per_s']:.1f} "
+              f"tok/s (ratio {g['scratchllm_tokens_per_s'] / g['hf_tokens_per_s']:.2f}x), ids equal: HF "
+              f"{g['ids_equal']}, our CPU decoder {g['ids_equal_cpu']}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2, default=float)

@@ -1,4 +1,4 @@
-"""Mixed precision on a GPU: float16 products under ``autocast``, float32 master weights, loss scaling.
+"""Mixed precision on a GPU: float16 or bfloat16 products under ``autocast``, float32 master weights.
 
     scaler = sl.amp.GradScaler()
     with sl.amp.autocast():                  # Linear's products in float16 (tensor cores), the rest float32
@@ -7,24 +7,33 @@
     scaler.step(optimizer)                   # grads / S; skipped (and S halved) when any is inf/nan
     scaler.update()                          # S doubled after ``growth_interval`` good steps
 
+    with sl.amp.autocast("bfloat16"):        # bfloat16: float32's exponent range, so no loss scaling
+        _, loss = model(x, y)
+    loss.backward(); optimizer.step()
+
 The parameters, their gradients and the optimizer stay float32 (the master weights); only the
-inputs of the matrix products are rounded to float16, and the products come back as float32.
-This is Tricycle's fp16 recipe. bfloat16 is not offered: CuPy has no bfloat16 dtype. On the CPU
-autocast changes nothing (NumPy's float16 products are slow, not fast).
+inputs of the matrix products are rounded to float16 / bfloat16, and the products come back as
+float32. This is Tricycle's recipe. CuPy has no bfloat16 dtype: a bfloat16 array is kept as its
+bits in a uint16 array (kernels/cuda_kernels.py ``to_bf16``, round to nearest even) and multiplied
+by cuBLAS ``gemmEx`` (bfloat16 inputs, float32 accumulation and output). On the CPU autocast
+changes nothing (NumPy's half-precision products are slow, not fast).
 """
 import contextlib
 import math
 
 _STATE = {"dtype": None}
+_NAMES = {"float16": "float16", "half": "float16", "fp16": "float16",
+          "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
 @contextlib.contextmanager
 def autocast(dtype="float16", enabled: bool = True):
-    """Within the block, GPU ``linear`` products take float16 inputs (float32 results)."""
-    if enabled and str(dtype) not in ("float16", "half"):
-        raise ValueError(f"autocast: dtype must be 'float16' (CuPy has no bfloat16), got {dtype!r}")
+    """Within the block, GPU ``linear`` products take float16 (or bfloat16) inputs (float32 results)."""
+    name = _NAMES.get(str(getattr(dtype, "__name__", dtype)).lower())
+    if enabled and name is None:
+        raise ValueError(f"autocast: dtype must be 'float16' or 'bfloat16', got {dtype!r}")
     old = _STATE["dtype"]
-    _STATE["dtype"] = "float16" if enabled else None
+    _STATE["dtype"] = name if enabled else None
     try:
         yield
     finally:
@@ -32,7 +41,7 @@ def autocast(dtype="float16", enabled: bool = True):
 
 
 def autocast_dtype():
-    """``"float16"`` inside ``autocast``, else None (read by the GPU ops)."""
+    """``"float16"`` or ``"bfloat16"`` inside ``autocast``, else None (read by the GPU ops)."""
     return _STATE["dtype"]
 
 

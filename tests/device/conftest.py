@@ -1,8 +1,9 @@
 """The GPU tests run only where asked: ``SCRATCHLLM_TEST_CUDA=1`` (scripts/gpu_check.sh sets it).
 
-Elsewhere test_device_cuda.py is not even collected (deselected, never skipped: CI fails on a
-skip). On a GPU machine without the variable, the CPU side of the device API still runs.
+Elsewhere the GPU files (``GPU_FILES``) are not even collected (deselected, never skipped: CI
+fails on a skip). On a GPU machine without the variable, the CPU side of the device API still runs.
 """
 import os
 
-collect_ignore = [] if os.environ.get("SCRATCHLLM_TEST_CUDA") == "1" else ["test_device_cuda.py"]
+GPU_FILES = ["test_device_cuda.py", "test_device_decode_cuda.py", "test_device_amp_cuda.py"]
+collect_ignore = [] if os.environ.get("SCRATCHLLM_TEST_CUDA") == "1" else GPU_FILES

@@ -128,8 +128,9 @@ def test_generate_cli_device_without_cupy(tmp_path, no_cupy, capsys):
 
 
 def test_the_gpu_code_paths_run_against_a_stand_in_cupy():
-    """tests/device/test_device_cuda.py (a subset) with tests/device/fakecupy as ``cupy``: NumPy arrays
-    that refuse to mix with NumPy's, as CuPy's do, and NumPy versions of the CUDA kernels. Checks
+    """tests/device/test_device_cuda.py (a subset), test_device_decode_cuda.py and test_device_amp_cuda.py
+    with tests/device/fakecupy as ``cupy``: NumPy arrays that refuse to mix with NumPy's, as CuPy's
+    do, NumPy versions of the CUDA kernels and a cuBLAS gemmEx on the buffers' pointers. Checks
     the device glue on any machine (every array made on the right device, no host copies in a
     training step); the CUDA C itself is checked on a GPU only (scripts/gpu_check.sh)."""
     import os
@@ -137,9 +138,11 @@ def test_the_gpu_code_paths_run_against_a_stand_in_cupy():
     here = Path(__file__).parent
     env = dict(os.environ, SCRATCHLLM_TEST_CUDA="1",
                PYTHONPATH=os.pathsep.join([str(here / "fakecupy"), os.environ.get("PYTHONPATH", "")]))
-    picked = "elementary or fused or cross_entropy or float64 or round_trip or forward_backward or greedy or device_api"
-    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-k", picked,
-                          str(here / "test_device_cuda.py")], env=env, capture_output=True, text=True, timeout=600)
+    picked = ("elementary or fused or cross_entropy or float64 or round_trip or forward_backward or greedy or device_api"
+              " or autocast or decode or amp")       # decode, amp: all of test_device_decode_cuda.py, _amp_cuda.py
+    files = [str(here / f) for f in ("test_device_cuda.py", "test_device_decode_cuda.py", "test_device_amp_cuda.py")]
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-x", "-k", picked, *files],
+                         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout
 
@@ -161,6 +164,12 @@ def test_grad_scaler_skips_overflowing_steps_and_autocast_is_a_no_op_on_the_cpu(
     assert not scaler.step(opt) and scaler.skipped == 1
     scaler.update()
     assert scaler.scale_value == 4.0 and np.array_equal(p.numpy(), before)
-    with pytest.raises(ValueError, match="bfloat16"):
-        with sl.amp.autocast("bfloat16"):
+    for name in ("bfloat16", "bf16"):                          # bfloat16: a no-op on the CPU too
+        with sl.amp.autocast(name):
+            assert sl.amp.autocast_dtype() == "bfloat16"
+            y = sl.nn.functional.linear(sl.Tensor(np.ones((1, 3), np.float32)), p.reshape(1, 3))
+        assert y.dtype == np.float32 and sl.amp.autocast_dtype() is None
+        np.testing.assert_array_equal(y.numpy(), np.ones((1, 3), np.float32) @ p.numpy().reshape(3, 1))
+    with pytest.raises(ValueError, match="dtype must be 'float16' or 'bfloat16', got 'int8'"):
+        with sl.amp.autocast("int8"):
             pass

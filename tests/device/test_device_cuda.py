@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import scratchllm as sl
-from scratchllm.autograd import ops
 from scratchllm.errors import ScratchLLMError
 from scratchllm.kernels import cuda_kernels as ck
 from scratchllm.models import GPT, GPTConfig, Llama, LlamaConfig

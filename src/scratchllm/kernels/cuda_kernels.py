@@ -13,6 +13,9 @@ never at import time, and this module imports CuPy only when one is asked for.
         gelu_tanh_forward / _backward    GPT-2's GELU (saves only x)
         cross_entropy_backward           coef * (softmax - onehot (1 - eps) - eps / C)
         adam_update                      Adam / AdamW, one pass over p, g, m, v
+        to_bf16 / bf16_to_f32            float32 <-> bfloat16 bits (uint16), round to nearest even
+    cuBLAS:
+        matmul_bf16                      gemmEx: bfloat16 inputs, float32 accumulation and output
 
 >>> # on a GPU:  y, xhat, rstd = norm_forward(cupy.ones((4, 8), "f"), None, None, 1e-5, True)
 """
@@ -341,3 +344,100 @@ def adam_reference(p, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled
     v *= beta2
     v += (1 - beta2) * g * g
     p -= (lr / (1 - beta1 ** t)) * m / ((v ** 0.5) / ((1 - beta2 ** t) ** 0.5) + eps)
+
+
+# ---------------------------------------------------------------- bfloat16 (stored as uint16) and its GEMM
+# CuPy has no bfloat16 dtype: a bfloat16 is kept as its 16 bits in a uint16 array, the top half of
+# the float32 with the same value. float32 -> bfloat16 rounds to nearest, ties to even (add 0x7FFF
+# plus the lowest kept bit, drop the low 16 bits; a carry into the exponent rounds up to the next
+# binade or to inf, as it should); every NaN becomes 0x7FC0, a quiet NaN (torch's scalar rule; its
+# vectorised CPU path writes 0xFFFF and CUDA's __float2bfloat16 0x7FFF: all NaNs). bfloat16 -> float32
+# puts the bits back on top: exact.
+_BF16_NAN = 0x7FC0
+
+
+def bf16_reference(x):
+    """float32 array -> bfloat16 bits (uint16), in plain array expressions (NumPy or CuPy).
+
+    >>> import numpy as np; hex(int(bf16_reference(np.float32([1 + 2 ** -8]))[0]))   # a tie: to even
+    '0x3f80'
+    """
+    from ..device import array_module
+    m = array_module(x)
+    u = m.ascontiguousarray(x, dtype=m.float32).view(m.uint32)
+    r = ((u + (((u >> 16) & 1) + 0x7FFF)) >> 16).astype(m.uint16)     # (wraps only for a NaN, replaced below)
+    return m.where((u & 0x7FFFFFFF) > 0x7F800000, m.uint16(_BF16_NAN), r)
+
+
+def bf16_to_f32_reference(b):
+    """bfloat16 bits (uint16) -> float32 (exact), in plain array expressions."""
+    from ..device import array_module
+    m = array_module(b)
+    return (m.ascontiguousarray(b, dtype=m.uint16).astype(m.uint32) << 16).view(m.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _bf16_kernels():
+    cp = _cp()
+    to = cp.ElementwiseKernel(
+        "float32 x", "uint16 y",
+        f"""unsigned int u = __float_as_uint(x);
+            y = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short){_BF16_NAN}
+                                                 : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);""",
+        "scratchllm_f32_to_bf16")
+    back = cp.ElementwiseKernel("uint16 b", "float32 y", "y = __uint_as_float(((unsigned int)b) << 16);",
+                                "scratchllm_bf16_to_f32")
+    return to, back
+
+
+def to_bf16(x):
+    """float32 CuPy array -> its bfloat16 bits (uint16, the same shape), one elementwise kernel."""
+    if x.dtype.char != "f":
+        raise TypeError(f"to_bf16: expected float32, got {x.dtype}")
+    return _bf16_kernels()[0](x)
+
+
+def bf16_to_f32(b):
+    """bfloat16 bits (uint16 CuPy array) -> float32, one elementwise kernel."""
+    return _bf16_kernels()[1](b)
+
+
+def _cublas():
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:                                  # an older CuPy layout
+        from cupy.cuda import cublas
+    return cublas
+
+
+_CUDA_R_32F, _CUDA_R_16BF = 0, 14                        # cudaDataType_t (library_types.h)
+_COMPUTE_32F, _GEMM_DEFAULT, _OP_N, _OP_T = 68, -1, 0, 1  # cuBLAS: float32 compute, default algorithm, ops
+
+
+def matmul_bf16(a, b, trans_a=False, trans_b=False):
+    """``op(a) @ op(b)`` in float32 from bfloat16 bits: a, b uint16 2-D CuPy arrays, ``op`` a
+    transpose where asked; cuBLAS ``gemmEx`` with bfloat16 inputs and float32 accumulation and
+    output (tensor cores). a (M, K) [or (K, M) with trans_a], b (K, N) [or (N, K)] -> (M, N).
+
+    cuBLAS is column-major: a row-major (r, c) buffer is the column-major (c, r) matrix, its
+    transpose. So C (M, N) row-major = C^T column-major = op(b)^T op(a)^T: b goes first."""
+    cp = _cp()
+    if a.dtype != cp.uint16 or b.dtype != cp.uint16 or a.ndim != 2 or b.ndim != 2:
+        raise TypeError(f"matmul_bf16: expected 2-D uint16 (bfloat16 bits), got {a.dtype} {a.shape}, {b.dtype} {b.shape}")
+    a, b = cp.ascontiguousarray(a), cp.ascontiguousarray(b)
+    M, K = a.shape[::-1] if trans_a else a.shape
+    K2, N = b.shape[::-1] if trans_b else b.shape
+    if K != K2:
+        raise ValueError(f"matmul_bf16: inner sizes differ: op(a) {(M, K)} @ op(b) {(K2, N)}")
+    out = cp.empty((M, N), dtype=cp.float32)
+    if out.size == 0 or K == 0:
+        out.fill(0)
+        return out
+    import numpy
+    one, zero = numpy.ones(1, numpy.float32), numpy.zeros(1, numpy.float32)    # alpha, beta (host pointers)
+    cublas = _cublas()
+    cublas.gemmEx(cp.cuda.device.get_cublas_handle(), _OP_T if trans_b else _OP_N, _OP_T if trans_a else _OP_N,
+                  N, M, K, one.ctypes.data, b.data.ptr, _CUDA_R_16BF, b.shape[1], a.data.ptr, _CUDA_R_16BF,
+                  a.shape[1], zero.ctypes.data, out.data.ptr, _CUDA_R_32F, N,
+                  getattr(cublas, "CUBLAS_COMPUTE_32F", _COMPUTE_32F), _GEMM_DEFAULT)
+    return out

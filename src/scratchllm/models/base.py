@@ -9,7 +9,7 @@ import os
 
 from ..autograd.tensor import Tensor
 from ..backend import xp
-from ..device import is_device_array
+from ..device import array_module, is_device_array
 from ..errors import ScratchLLMError
 from ..nn import Module
 from ..nn import functional as F
@@ -63,10 +63,11 @@ class LanguageModel(Module):
         """The raw-array decoder over this model's weights as they are now (models/decode.py):
         ``dec.step(ids (B, T)) -> logits (B, vocab)`` of the last position, a KV cache of
         ``max_len`` positions (default: the context). With ``model.generation_quant = "q8_0"``
-        (models/quant.py) its matrices are int8."""
-        if self.device != "cpu":                       # on a GPU: models/device_decode.py (no KV cache yet)
-            from .device_decode import DeviceDecoder
-            return DeviceDecoder(self, batch, max_len or self.context_length)
+        (models/quant.py) its matrices are int8 (on the CPU). On a GPU the same decoder runs on
+        the GPU's arrays (models/decode.py)."""
+        if getattr(self, "generation_quant", None) and self.device != "cpu":
+            raise ScratchLLMError(f"int8 generation ({self.generation_quant}) runs on the CPU; this model is on "
+                                  f"{self.device} (set_generation_quant(model, None), or model.to('cpu'))")
         dec = make_decoder(self.config, self.state_dict(), batch, max_len or self.context_length,
                            **self.decoder_tables())
         if getattr(self, "generation_quant", None):
@@ -79,8 +80,9 @@ class LanguageModel(Module):
         return {}
 
     def new_cache(self, batch: int, max_len: int):
-        """An empty ``KVCache`` for this model (the decoder's; serve/ keeps one per request)."""
-        return new_cache(self.config, batch, max_len, next(iter(self.parameters())).dtype)
+        """An empty ``KVCache`` for this model (the decoder's; serve/ keeps one per request), on its device."""
+        p = next(iter(self.parameters())).data
+        return new_cache(self.config, batch, max_len, p.dtype, array_module(p))
 
     # ------------------------------------------------------------ generation
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None, seed=None,

@@ -12,8 +12,10 @@ decoder is built from ``model.state_dict()`` and the config alone, and every for
     logits = dec.step(next_ids[:, None])            # one position, attends over the cache
     dec.cache.pos                                   # positions stored so far
     dec.reset()                                     # empty the cache, keep the gathered weights
+    dec.device                                      # "cpu" or "cuda:N": where the weights and cache live
 
-A decoder sees the weights as they were when it was made: make a new one after training steps.
+A decoder is made for the weights as they are: make a new one after training steps (on the CPU
+it holds copies of the matrices, on a GPU views of them).
 Dropout never applies here (generation is inference, in train mode too).
 
 Why not the Tensor model under ``no_grad`` with a KV cache (nanochat's way)? Measured before
@@ -30,6 +32,15 @@ reading the weights once; the Tensor path adds a Tensor and a graph check per op
 temporaries, and (out, in) weights that stream at half the speed of the (in, out) copies made
 here (17-19 vs 9-10 GB/s on one core).
 
+On a GPU (a model moved with ``.to("cuda")``) the same classes decode: every array follows the
+array module of the weights (``device.array_module``: NumPy, or CuPy, which has NumPy's API), the
+cache lives on the GPU, and the few array functions with a NumPy-only body (thread pool, numba,
+``out=`` products) hand a GPU array to their CUDA version (``_norm``, ``_gelu``, ``matmul``,
+``Decoder.attention``), as the Tensor ops do. ``step`` takes host ids and returns host logits:
+the (B, vocab) logits of the last position are the one device -> host copy of a step, so
+sampling stays the CPU's code and greedy ids equal the CPU's. On a GPU ``transposed`` makes no
+copy: a (in, out) transposed view, which cuBLAS reads as fast as a copy.
+
 Hooks the serving engine (serve/engine.py) batches over, kept stable: ``dec.cache`` (``pos``,
 ``update(layer, k, v)``, ``advance(T)``), ``dec.attention(layer, q, k, v)`` with q (B, T, H, D),
 k, v (B, T, Hkv, D) -> (B*T, H*D), the position tables ``dec.positions`` (GPT) / ``dec.cos``,
@@ -39,6 +50,9 @@ import time
 
 from ..backend import xp
 from ..autograd.ops.elementwise import silu_forward
+from ..device import array_module, device_of, is_device_array, to_device, to_host
+from ..kernels import cuda_kernels
+from ..nn.functional import cuda_ops
 from ..nn.functional.activations import gelu_tanh_forward
 from ..nn.functional.attention import attention_forward
 from ..nn.functional.normalization import norm_forward
@@ -50,9 +64,15 @@ from .kv_cache import KVCache
 
 
 def matmul(a, b, out=None, bias=None):
-    """``parallel.matmul``; a quantized weight (models/quant.py ``Q8Weight``) runs its own product."""
+    """``parallel.matmul``; a quantized weight (models/quant.py ``Q8Weight``) runs its own product;
+    on a GPU one cuBLAS product (plus the bias)."""
     if isinstance(b, xp.ndarray):
         return dense_matmul(a, b, out, bias)
+    if is_device_array(b):
+        y = a @ b                                                       # (N, in) @ (in, out)
+        if bias is not None:
+            y += bias
+        return y
     return b.matmul(a, bias)
 
 def transposed(*ws, block_bytes: int = 1 << 20):
@@ -60,7 +80,10 @@ def transposed(*ws, block_bytes: int = 1 << 20):
 
     ``x @ wt`` with wt laid out (in, out) streams memory about twice as fast as ``x @ w.T``
     with w (out, in), and a token step is bound by reading weights. Copied in ~1 MB row blocks.
+    On a GPU: ``[w_0; w_1; ...].T``, a view of one weight (none copied) or of their stack.
     """
+    if is_device_array(ws[0]):
+        return (ws[0] if len(ws) == 1 else array_module(ws[0]).concatenate(ws, axis=0)).T
     n_in = ws[0].shape[1]
     out = xp.empty((n_in, sum(w.shape[0] for w in ws)), dtype=ws[0].dtype)
     rows = max(1, block_bytes // (n_in * ws[0].itemsize))
@@ -74,14 +97,29 @@ def transposed(*ws, block_bytes: int = 1 << 20):
 
 def _cat(*bs):
     """Biases side by side like their ``transposed`` weights (None when there are none)."""
-    return None if bs[0] is None else xp.concatenate(bs)
+    return None if bs[0] is None else array_module(bs[0]).concatenate(bs)
 
 
-def new_cache(config, batch: int, max_len: int, dtype=xp.float32) -> KVCache:
-    """An empty KV cache for ``config`` (at most the model's context)."""
+def _norm(x, w, b, eps, center=True):
+    """LayerNorm (``center``) / RMSNorm of rows x (N, D): the NumPy op's array function, or on a GPU its kernel."""
+    if is_device_array(x):
+        return cuda_kernels.norm_forward(array_module(x).ascontiguousarray(x), w, b, eps, center)[0]
+    return norm_forward(x, w, b, eps, center)[0]
+
+
+def _gelu(x):
+    """GPT-2's tanh GELU of an array (the NumPy op's function, or on a GPU its elementwise kernel)."""
+    return cuda_kernels.gelu_tanh_forward(x) if is_device_array(x) else gelu_tanh_forward(x)[0]
+
+
+def new_cache(config, batch: int, max_len: int, dtype=xp.float32, module=None) -> KVCache:
+    """An empty KV cache for ``config`` (at most the model's context); ``module``: the array
+    module it lives in (None: NumPy; CuPy for a cache on the GPU)."""
     if isinstance(config, GPTConfig):
-        return KVCache(config.n_layer, batch, config.n_head, config.head_dim, min(max_len, config.block_size), dtype)
-    return KVCache(config.n_layers, batch, config.n_kv_heads, config.head_dim, min(max_len, config.max_seq_len), dtype)
+        return KVCache(config.n_layer, batch, config.n_head, config.head_dim, min(max_len, config.block_size), dtype,
+                       module=module)
+    return KVCache(config.n_layers, batch, config.n_kv_heads, config.head_dim, min(max_len, config.max_seq_len), dtype,
+                   module=module)
 
 
 def make_decoder(config, state: dict, batch: int, max_len: int, rope=None):
@@ -109,15 +147,24 @@ class Decoder:
 
     def __init__(self, config, state: dict, batch: int, max_len: int):
         self.state = state
-        self.cache = new_cache(config, batch, max_len, self.weight(self.embedding_key).dtype)
+        table = self.weight(self.embedding_key)
+        self.device = device_of(table)                                  # "cpu" or "cuda:N": the weights'
+        self.cache = new_cache(config, batch, max_len, table.dtype, array_module(table))
         self.chooser = ThreadChooser()
 
     def weight(self, name: str):
         """``state[name]`` as an array; None for an absent optional tensor (a bias)."""
         w = self.state.get(name)
-        return w if w is None or isinstance(w, xp.ndarray) else w.data          # (a Tensor: its array)
+        return w if w is None or isinstance(w, xp.ndarray) or is_device_array(w) else w.data  # (a Tensor: its array)
+
+    def here(self, table):
+        """A table made on the host (positions, RoPE) on the weights' device."""
+        return table if self.device == "cpu" else to_device(table, self.device)
 
     def step(self, ids):
+        if self.device != "cpu":                                        # on a GPU: ids over, logits back
+            ids = to_device(ids if is_device_array(ids) else xp.asarray(ids), self.device)
+            return to_host(self.logits(ids))                            # (B, V): the one copy of a step
         ids = xp.asarray(ids)
         if ids.shape[1] > 1 or self.threads != "auto":                 # the prompt: one fixed setting
             with blas_threads(1 if self.threads == "auto" else self.threads):
@@ -145,13 +192,12 @@ class Decoder:
         k_all, v_all = self.cache.update(layer, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3))
         qs = q.transpose(0, 2, 1, 3) * q.dtype.type(D ** -0.5)         # (B, H, T, D), times the scale
         qs = qs.reshape(B, Hkv, G * T, D)                               # head h uses kv head h // G
-        y = xp.empty((B, Hkv, G * T, D), dtype=q.dtype)
-        attention_forward(qs, k_all, v_all, y, G, r0=pos, causal=True)  # (B, Hkv, G*T, D)
+        if self.device != "cpu":                                        # cuBLAS + the softmax kernel
+            y = cuda_ops.attend_rows(qs, k_all, v_all, G, r0=pos, causal=True)
+        else:
+            y = xp.empty((B, Hkv, G * T, D), dtype=q.dtype)
+            attention_forward(qs, k_all, v_all, y, G, r0=pos, causal=True)  # (B, Hkv, G*T, D)
         return y.reshape(B, H, T, D).transpose(0, 2, 1, 3).reshape(B * T, H * D)
-
-
-def _norm(x, w, b, eps, center=True):
-    return norm_forward(x, w, b, eps, center)[0]
 
 
 class GPTDecoder(Decoder):
@@ -166,7 +212,7 @@ class GPTDecoder(Decoder):
         self.wte = w("transformer.wte.weight")                         # (V, C) for the lookup
         self.head_weight = transposed(self.wte)                        # (C, V): the tied head
         self.positions = (w("transformer.wpe.weight") if config.positional == "learned" else  # the model's
-                          sinusoidal_positions(config.block_size, config.n_embd).astype(self.wte.dtype))  # float32 table
+                          self.here(sinusoidal_positions(config.block_size, config.n_embd).astype(self.wte.dtype)))
         self.layers = []
         for i in range(config.n_layer):
             p = f"transformer.h.{i}."
@@ -189,10 +235,10 @@ class GPTDecoder(Decoder):
             qkv = matmul(_norm(x, w1, b1, eps), wqkv, bias=bqkv).reshape(B, T, 3, H, C // H)
             y = self.attention(i, qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2])
             x += matmul(y, wo, bias=bo)
-            h = gelu_tanh_forward(matmul(_norm(x, w2, b2, eps), wfc, bias=bfc))[0]
+            h = _gelu(matmul(_norm(x, w2, b2, eps), wfc, bias=bfc))
             x += matmul(h, wpr, bias=bpr)
         self.cache.advance(T)
-        return _norm(xp.ascontiguousarray(x.reshape(B, T, C)[:, -1]), *self.ln_f, eps)
+        return _norm(x.reshape(B, T, C)[:, -1], *self.ln_f, eps)
 
 
 class LlamaDecoder(Decoder):
@@ -208,7 +254,7 @@ class LlamaDecoder(Decoder):
         self.head_weight = transposed(self.tok if c.tie_embeddings else w("output.weight"))  # (dim, V)
         if rope is None:
             rope = rope_cache(c.head_dim, c.max_seq_len, c.rope_theta, scaling=c.rope_scaling)
-        self.cos, self.sin = rope
+        self.cos, self.sin = (self.here(t) for t in rope)
         self.layers = []
         for i in range(c.n_layers):
             a, f = f"layers.{i}.attention.", f"layers.{i}.feed_forward."
@@ -238,4 +284,4 @@ class LlamaDecoder(Decoder):
             h *= gu[:, hidden:]
             x += matmul(h, w2, bias=b2)
         self.cache.advance(T)
-        return _norm(xp.ascontiguousarray(x.reshape(B, T, C)[:, -1]), self.norm, None, eps, False)
+        return _norm(x.reshape(B, T, C)[:, -1], self.norm, None, eps, False)

@@ -7,8 +7,9 @@ reaches ``top_p`` (nucleus), and one token is drawn from the softmax with a seed
 ``Generator``, so the same seed gives the same text.
 
 The loop feeds the prompt once through the model's decoder (models/decode.py, the one
-inference path, with a KV cache) and then one token per step (each step costs one position's
-work). Past the context, the model sees the last ``context_length`` tokens (nanoGPT's crop):
+inference path, with a KV cache, on the CPU or on the model's GPU) and then one token per step
+(each step costs one position's work). The decoder hands back host logits, so sampling runs
+here, on NumPy, wherever the model lives: the same seed gives the same tokens on any device. Past the context, the model sees the last ``context_length`` tokens (nanoGPT's crop):
 the one past-the-context policy (``stream_tokens``).
 """
 from ..autograd.grad_mode import no_grad

@@ -21,12 +21,11 @@ from ..autograd import ops
 from ..backend import xp
 from ..nn import Embedding, Linear, Module, ModuleList, RotaryEmbedding
 from ..nn import functional as F
-from ..nn.functional.activations import gelu_tanh_forward
 from ..nn.functional.recipe import qk_norm, relu2, relu2_forward, rope_heads_last, softcap, softcap_forward
 from ..nn.functional.rope import rope_rotate
 from ..nn.parameter import Parameter
 from .config import GPTConfig
-from .decode import GPTDecoder, _norm, matmul, transposed
+from .decode import GPTDecoder, _gelu, _norm, matmul, transposed
 
 ROPE_LAYOUT = "half"                     # modded-nanogpt's rotary pairs (x_i, x_{i + D/2})
 
@@ -146,7 +145,7 @@ class RecipeGPTDecoder(GPTDecoder):
         if c.positional == "rope":
             self.positions = None
             cos, sin = F.rope_cache(c.head_dim, c.block_size, c.rope_theta, dtype=self.wte.dtype)
-            self.cos, self.sin = cos, sin
+            self.cos, self.sin = self.here(cos), self.here(sin)         # on the weights' device
         self.ve = [w(f"transformer.ve.{j}.weight") for j in range(n_value_tables(c.n_layer))] if c.value_embeds else []
         self.lambdas = [w(f"transformer.h.{i}.attn.lambdas") if c.value_embeds else None for i in range(c.n_layer)]
 
@@ -182,10 +181,10 @@ class RecipeGPTDecoder(GPTDecoder):
             y = self.attention(i, q, k, v)
             x += matmul(y, wo, bias=bo)
             h = matmul(_norm(x, w2, b2, eps), wfc, bias=bfc)
-            h = relu2_forward(h)[0] if c.mlp_act == "relu2" else gelu_tanh_forward(h)[0]
+            h = relu2_forward(h)[0] if c.mlp_act == "relu2" else _gelu(h)
             x += matmul(h, wpr, bias=bpr)
         self.cache.advance(T)
-        return _norm(xp.ascontiguousarray(x.reshape(B, T, C)[:, -1]), *self.ln_f, eps)
+        return _norm(x.reshape(B, T, C)[:, -1], *self.ln_f, eps)
 
     def logits(self, ids):
         out = super().logits(ids)

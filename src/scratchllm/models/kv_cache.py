@@ -16,11 +16,13 @@ from ..errors import ScratchLLMError
 class KVCache:
     """Preallocated (n_layers, 2) arrays of shape (B, n_kv_heads, max_len, head_dim)."""
 
-    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int, dtype=xp.float32):
+    def __init__(self, n_layers: int, batch: int, n_kv_heads: int, head_dim: int, max_len: int, dtype=xp.float32,
+                 module=None):
+        m = module or xp                                             # the array module: CuPy for a GPU cache
         self.max_len = int(max_len)
         self.pos = 0  # positions already stored
-        self.k = [xp.zeros((batch, n_kv_heads, max_len, head_dim), dtype=dtype) for _ in range(n_layers)]
-        self.v = [xp.zeros((batch, n_kv_heads, max_len, head_dim), dtype=dtype) for _ in range(n_layers)]
+        self.k = [m.zeros((batch, n_kv_heads, max_len, head_dim), dtype=dtype) for _ in range(n_layers)]
+        self.v = [m.zeros((batch, n_kv_heads, max_len, head_dim), dtype=dtype) for _ in range(n_layers)]
 
     def update(self, layer: int, k, v) -> tuple:
         """Store k, v (B, Hkv, T, D) at positions pos..pos+T; -> all keys and values so far (views)."""

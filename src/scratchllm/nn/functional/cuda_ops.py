@@ -63,29 +63,40 @@ def gelu_tanh(a):
 
 
 def linear(x, weight, bias=None):
-    """x (..., in) @ W.T (out, in) + b: cuBLAS GEMMs both ways (batch folded into rows)."""
+    """x (..., in) @ W.T (out, in) + b: cuBLAS GEMMs both ways (batch folded into rows). Under
+    ``sl.amp.autocast`` the three products take float16 inputs, or bfloat16 ones (uint16 bits, cuBLAS
+    gemmEx with float32 accumulation); results and gradients stay float32 (the master weights')."""
     X, W = x.data, weight.data
     check_same_device("linear", X, W, None if bias is None else bias.data)
     if W.ndim != 2 or X.shape[-1] != W.shape[1]:
         raise ValueError(f"linear: input of shape {X.shape} does not match weight of shape {W.shape} "
                          f"(expected input (..., {W.shape[-1]}) and weight (out_features, in_features))")
     x2d = X.reshape(-1, X.shape[-1])                       # (N, in)
-    half = autocast_dtype() == "float16" and X.dtype == W.dtype == np.float32   # sl.amp: float16 products
-    if half:
+    mode = autocast_dtype() if X.dtype == W.dtype == np.float32 else None   # sl.amp: low-precision products
+    if mode == "bfloat16":
+        x2d, W = ck.to_bf16(x2d), ck.to_bf16(W)            # bfloat16 bits (uint16), rounded to nearest even
+        out = ck.matmul_bf16(x2d, W, trans_b=True)          # (N, out) float32
+    elif mode == "float16":
         x2d, W = x2d.astype(np.float16), W.astype(np.float16)
-    out = x2d @ W.T                                         # (N, out)
-    if half:
-        out = out.astype(np.float32)
+        out = (x2d @ W.T).astype(np.float32)
+    else:
+        out = x2d @ W.T                                     # (N, out)
     if bias is not None:
         out += bias.data
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
         g2d = g.reshape(-1, g.shape[-1])                    # (N, out)
-        if half:
-            g2d = g2d.astype(np.float16)
-        dx = (g2d @ W).astype(X.dtype, copy=False).reshape(X.shape) if x.requires_grad else None
-        dw = (g2d.T @ x2d).astype(X.dtype, copy=False) if weight.requires_grad else None
+        if mode == "bfloat16":
+            gb = ck.to_bf16(g2d)
+            dx = ck.matmul_bf16(gb, W) if x.requires_grad else None                   # (N, in)
+            dw = ck.matmul_bf16(gb, x2d, trans_a=True) if weight.requires_grad else None   # (out, in)
+        else:
+            if mode == "float16":
+                g2d = g2d.astype(np.float16)
+            dx = (g2d @ W).astype(X.dtype, copy=False) if x.requires_grad else None
+            dw = (g2d.T @ x2d).astype(X.dtype, copy=False) if weight.requires_grad else None
+        dx = dx.reshape(X.shape) if dx is not None else None
         if bias is None:
             return dx, dw
         return dx, dw, (g.reshape(-1, g.shape[-1]).sum(axis=0) if bias.requires_grad else None)
@@ -170,15 +181,16 @@ def dropout_mask(shape, p, dtype, generator=None):
 
 
 # ---------------------------------------------------------------- attention
-def _attend(Q, K, V, groups, causal, mask, dropout_p, generator, scale):
+def _attend(Q, K, V, groups, causal, mask, dropout_p, generator, scale, r0=0):
     """out = dropout(softmax(scale Q K^T [+ mask])) V on Q (..., Hk, G*T, D), K/V (..., Hk, S, D)
-    -> (out, backward(g) -> (dq, dk, dv)); the G query heads of a kv head are rows of one product."""
+    -> (out, backward(g) -> (dq, dk, dv)); the G query heads of a kv head are rows of one product.
+    ``r0``: the position of the first query row (a decoder's cache holds r0 earlier keys)."""
     cp = cupy()
     P = cp.matmul(Q, K.swapaxes(-1, -2))                       # (..., Hk, G*T, S) raw scores
     R, S = P.shape[-2:]
     T = R // groups
     if mask is None:
-        ck.softmax_rows_(P, T=T, causal=causal, scale=scale)
+        ck.softmax_rows_(P, T=T, r0=r0, causal=causal, scale=scale)
     else:
         P *= scale
         P5 = P.reshape(P.shape[:-2] + (groups, T, S))
@@ -206,6 +218,12 @@ def _attend(Q, K, V, groups, causal, mask, dropout_p, generator, scale):
         return dq, dk, dv
 
     return out, backward
+
+
+def attend_rows(qs, k, v, groups, r0=0, causal=True):
+    """The decoder's attention on GPU arrays (no graph): qs (B, Hk, G*T, D) already times the scale,
+    k, v (B, Hk, S, D) the cache so far, query rows at positions r0 .. r0+T-1 -> (B, Hk, G*T, D)."""
+    return _attend(qs, k, v, groups, causal, None, 0.0, None, 1.0, r0)[0]
 
 
 def scaled_dot_product_attention(q, k, v, mask, dropout_p, is_causal, scale, groups, generator):

@@ -8,13 +8,13 @@ this checks the Python glue around the kernels, not the CUDA C. A developer tool
 
     PYTHONPATH=tests/device/fakecupy SCRATCHLLM_TEST_CUDA=1 pytest tests/device -q
 """
-import contextlib
 import types
 
 import numpy as _np
 
 __version__ = "0.0-fake"
 _SYNC_ALLOWED = [True]
+HOST_COPIES = [0]             # device -> host copies so far (.get(), .item(), bool(), ...): tests count them
 
 
 def _un(x):
@@ -43,6 +43,7 @@ def _wrap(r):
 
 
 def _host_copy():
+    HOST_COPIES[0] += 1
     if not _SYNC_ALLOWED[0]:
         import cupyx
         raise cupyx.DeviceSynchronized("device -> host copy while synchronization is disallowed")
@@ -66,6 +67,11 @@ class ndarray:
 
     device = types.SimpleNamespace(id=0)
 
+    @property
+    def data(self):
+        """The device pointer (here the host address of the buffer): what cuBLAS calls take."""
+        return types.SimpleNamespace(ptr=self._a.ctypes.data)
+
     def get(self):
         _host_copy()
         return self._a.copy()
@@ -75,6 +81,8 @@ class ndarray:
 
     # ---- dispatch
     def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if ufunc.signature is not None:                  # CuPy: no NumPy gufunc (np.matmul) on its arrays
+            return NotImplemented
         out = kw.pop("out", None)
         kw = _un(kw)
         if out is not None:
@@ -165,12 +173,14 @@ def _binary(ufunc, reflected=False, inplace=False):
 
 
 for _name, _uf in (("add", _np.add), ("sub", _np.subtract), ("mul", _np.multiply), ("truediv", _np.true_divide),
-                   ("floordiv", _np.floor_divide), ("pow", _np.power), ("matmul", _np.matmul), ("mod", _np.remainder),
+                   ("floordiv", _np.floor_divide), ("pow", _np.power), ("mod", _np.remainder),
                    ("and", _np.logical_and), ("or", _np.logical_or), ("xor", _np.bitwise_xor)):
     setattr(ndarray, f"__{_name}__", _binary(_uf))
     setattr(ndarray, f"__r{_name}__", _binary(_uf, reflected=True))
     if _name != "matmul":
         setattr(ndarray, f"__i{_name}__", _binary(_uf, inplace=True))
+ndarray.__matmul__ = lambda s, o: _wrap(_np.matmul(_un(s), _un(o)))      # cupy.matmul (cuBLAS)
+ndarray.__rmatmul__ = lambda s, o: _wrap(_np.matmul(_un(o), _un(s)))
 for _name, _uf in (("lt", _np.less), ("le", _np.less_equal), ("gt", _np.greater), ("ge", _np.greater_equal),
                    ("eq", _np.equal), ("ne", _np.not_equal)):
     setattr(ndarray, f"__{_name}__", _binary(_uf))
@@ -264,7 +274,8 @@ def get_default_memory_pool():
 cuda = types.SimpleNamespace(
     runtime=types.SimpleNamespace(getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 12000,
                                   getDeviceProperties=lambda i: {"name": b"fakecupy"}),
-    Device=_Device, get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None))
+    Device=_Device, get_current_stream=lambda: types.SimpleNamespace(synchronize=lambda: None),
+    device=types.SimpleNamespace(get_cublas_handle=lambda: 1))      # (cuBLAS: ../cupy_backends)
 
 
 # ---- kernels: NumPy versions of what the CUDA code computes, by name
@@ -370,8 +381,21 @@ def _adam(g, gsign, decay, l2, one_m_b1, b2, one_m_b2, step_size, bc2_sqrt, eps,
     p -= step_size * m / (_np.sqrt(v) / bc2_sqrt + eps)
 
 
+def _f32_to_bf16(x):
+    """Round to nearest even on the bits, written apart from scratchllm's reference; NaN -> 0x7FC0."""
+    u = x.astype(_np.float32).view(_np.uint32).astype(_np.uint64)
+    keep, low = u >> 16, u & 0xFFFF
+    up = (low > 0x8000) | ((low == 0x8000) & ((keep & 1) == 1))
+    return _np.where(_np.isnan(x), 0x7FC0, keep + up).astype(_np.uint16)
+
+
+def _bf16_to_f32(b):
+    return (b.astype(_np.uint32) << 16).view(_np.float32)
+
+
 _ELEMENTWISE = {"scratchllm_gelu_tanh_forward": _gelu_f, "scratchllm_gelu_tanh_backward": _gelu_b,
-                "scratchllm_ce_backward": _ce_b, "scratchllm_adam_update": _adam}
+                "scratchllm_ce_backward": _ce_b, "scratchllm_adam_update": _adam,
+                "scratchllm_f32_to_bf16": _f32_to_bf16, "scratchllm_bf16_to_f32": _bf16_to_f32}
 
 
 class ElementwiseKernel:
