@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv venv-test browser docs examples clean
+.PHONY: demo test venv venv-test browser compiler docs examples clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ demo: venv
 # (tests/conftest.py) and -rs prints the reason of every skip.
 ONE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PYTEST     := $(ONE_THREAD) SCRATCHLLM_NO_SKIP=1 $(BIN)/python -m pytest -n 2 -rs
-test: venv-test browser
+test: venv-test browser compiler
 	SCRATCHLLM_KERNELS=numba $(PYTEST) tests
 	SCRATCHLLM_KERNELS=numpy $(PYTEST) tests/nn tests/optim tests/models tests/train tests/properties
 
@@ -34,6 +34,12 @@ test: venv-test browser
 # no browser download): install it when missing (CI runs `make test` as root on Debian)
 browser:
 	command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium chromium-driver)
+
+# tests/bench compile the torch.compile peer: inductor builds C++ with g++ and Python's headers
+compiler:
+	command -v g++ >/dev/null 2>&1 || (apt-get update && apt-get install -y g++)
+	$(BIN)/python -c "import sysconfig, os, sys; h = os.path.join(sysconfig.get_paths()['include'], 'Python.h'); \
+	  sys.exit(0 if os.path.exists(h) else 'Python.h missing at ' + h + ': install the python3-dev package')"
 
 # the course (docs/): its site with MkDocs + Material, --strict (any warning or broken link fails).
 # The chapters' code runs in `make test` (tests/docs); `python docs/build_pictures.py` redraws docs/img.
