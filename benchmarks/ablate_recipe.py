@@ -56,6 +56,7 @@ def variants() -> dict:
         v[f"old+{name}"] = (OLD, on)
     for name, (on, off) in OPTIONS.items():
         v[f"all-{name}"] = (NEW, off)
+    v["old+muon+rope"] = (OLD, OPTIONS["muon"][0] + OPTIONS["rope"][0])    # the two that carry the gain
     return v
 
 
