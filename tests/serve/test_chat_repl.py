@@ -1,6 +1,7 @@
 """``scratchllm chat`` in a pseudo-terminal (pexpect): two turns, /reset, /system, /temperature,
 Ctrl-C during a reply."""
 import os
+import signal
 import sys
 
 import pexpect
@@ -17,10 +18,16 @@ from serve_helpers import ONE_THREAD
 PROMPT = ">>> "
 
 
+def _ctrl_c_as_in_a_terminal():
+    """A child of a background job inherits SIGINT ignored (e.g. `make test &`); a user's chat
+    runs in a terminal, where Ctrl-C is delivered: give the child the default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(model, *args):
     child = pexpect.spawn(sys.executable, ["-m", "scratchllm", "chat", "--model", str(model), *args],
                           env={**os.environ, **ONE_THREAD, "TERM": "dumb"}, encoding="utf-8", timeout=60,
-                          dimensions=(40, 2000))
+                          dimensions=(40, 2000), preexec_fn=_ctrl_c_as_in_a_terminal)
     child.expect_exact(PROMPT)
     return child
 
