@@ -27,7 +27,7 @@ from nn.test_packed_attention import torch_qkv_attention
 
 MODES = ["numpy", "numba"]
 KERNELS = ["norm_forward", "norm_backward", "adam_update",
-           "gelu_tanh_forward", "gelu_tanh_backward", "softmax_rows"]
+           "gelu_tanh_forward", "gelu_tanh_backward", "softmax_rows", "rope_rotate"]
 # the mode fixture must hold for every example of a test: its env var stays set throughout.
 FAST = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 lead_dims = st.lists(st.integers(1, 4), max_size=3).map(tuple)     # (): a single row
@@ -347,3 +347,32 @@ def test_kernels_that_cannot_load_fall_back_to_numpy(monkeypatch, error, warns):
         F.layer_norm(x, 3).sum().backward()                          # the NumPy code runs
     finally:
         K._load.cache_clear()
+
+
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+@pytest.mark.parametrize("grouped", [False, True])
+def test_rope_kernel_bits_equal_numpy_and_torch(mode, calls, layout, grouped):
+    """RoPE forward and backward: the numba loop gives the NumPy code's bits; both match torch."""
+    from scratchllm.nn.functional.recipe import rope_heads_last
+    from scratchllm.nn.functional.rope import apply_rope, rope_cache, rope_rotate_reference
+    rng = np.random.default_rng(7)
+    B, T, G, D = 2, 9, 6, 8
+    cos, sin = rope_cache(D, 16, 10000.0)
+    x = rng.standard_normal((B, T, G, D) if grouped else (B, G, T, D)).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    t = sl.Tensor(x, requires_grad=True)
+    y = rope_heads_last(t, cos, sin, layout) if grouped else apply_rope(t, cos, sin, layout)
+    y.backward(sl.Tensor(g))
+    c, s = (cos[:T, None], sin[:T, None]) if grouped else (cos[:T], sin[:T])
+    assert np.array_equal(y.numpy(), rope_rotate_reference(x, c, s, layout))      # same bits on both paths
+    assert np.array_equal(t.grad.numpy(), rope_rotate_reference(g, c, -s, layout))
+    assert calls["rope_rotate"] == (2 if mode == "numba" else 0)
+    # torch: rotate pairs by the same angles, float64
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    ct, st_ = torch.tensor(c, dtype=torch.float64), torch.tensor(s, dtype=torch.float64)
+    a, b = (xt[..., :D // 2], xt[..., D // 2:]) if layout == "half" else (xt[..., 0::2], xt[..., 1::2])
+    ra, rb = a * ct - b * st_, a * st_ + b * ct
+    yt = torch.cat([ra, rb], -1) if layout == "half" else torch.stack([ra, rb], -1).flatten(-2)
+    yt.backward(torch.tensor(g, dtype=torch.float64))
+    assert_close(y.numpy(), yt.detach().numpy(), np.float32)
+    assert_close(t.grad.numpy(), xt.grad.numpy(), np.float32)

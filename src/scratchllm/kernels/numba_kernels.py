@@ -186,3 +186,21 @@ def softmax_rows(S, n, r0, causal):
             S[i, j] *= inv
         for j in range(see, keys):
             S[i, j] = f(0.0)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def rope_rotate(x, cos, sin, half, out):
+    """RoPE over x, out (P, T, G, D) float32 with cos, sin (T, D/2): the pair (a, b) of every
+    vector at position t -> (a cos - b sin, a sin + b cos), with the NumPy code's roundings.
+    ``half``: pairs (i, i + D/2) (HF ``rotate_half``), else (2i, 2i + 1) (Meta)."""
+    P, T, G, D = x.shape
+    h = D // 2
+    for p in range(P):
+        for t in range(T):
+            for g in range(G):
+                for i in range(h):
+                    ia = i if half else 2 * i
+                    ib = i + h if half else 2 * i + 1
+                    a, b, c, s = x[p, t, g, ia], x[p, t, g, ib], cos[t, i], sin[t, i]
+                    out[p, t, g, ia] = a * c - b * s
+                    out[p, t, g, ib] = a * s + b * c

@@ -13,6 +13,7 @@ import math
 
 from ...autograd.tensor import make_result
 from ...backend import xp
+from ...kernels import kernels
 from ._util import as_float_tensor
 
 
@@ -57,8 +58,42 @@ def _pairs(a, layout):
 
 
 def rope_rotate(x, cos, sin, layout: str = "interleaved"):
-    """Plain arrays: a new x (..., T, D) with every pair (a, b) rotated by cos, sin (T, D/2)
-    (the op below and the raw-array decoder both call this)."""
+    """Plain arrays: a new x (..., T, D) with every pair (a, b) rotated by cos, sin (T, D/2), or
+    x (..., T, G, D) by cos, sin (T, 1, D/2) (the op below and the raw-array decoders call this).
+
+    With the compiled kernels, float32 goes through one loop (``numba_kernels.rope_rotate``,
+    the same roundings): the NumPy passes below run over the D/2-wide halves, a short inner loop."""
+    grouped = _grouped(x, cos, sin, layout)
+    if grouped is not None:
+        k, shape, c, s = grouped
+        out = xp.empty(shape, dtype=x.dtype)
+        k.rope_rotate(xp.ascontiguousarray(x).reshape(shape), c, s, layout == "half", out)
+        return out.reshape(x.shape)
+    return rope_rotate_reference(x, cos, sin, layout)
+
+
+def _grouped(x, cos, sin, layout):
+    """(kernels, (P, T, G, D), cos (T, D/2), sin) when the compiled loop applies, else None."""
+    if not (isinstance(x, xp.ndarray) and x.dtype == xp.float32 and layout in ("half", "interleaved")
+            and isinstance(cos, xp.ndarray) and isinstance(sin, xp.ndarray)
+            and cos.dtype == sin.dtype == xp.float32 and x.ndim >= 2 and cos.shape == sin.shape):
+        return None
+    k = kernels()
+    if k is None:
+        return None
+    D = x.shape[-1]
+    if cos.ndim == 2 and cos.shape == (x.shape[-2], D // 2):                          # (..., T, D)
+        T, G = x.shape[-2], 1
+    elif cos.ndim == 3 and x.ndim >= 3 and cos.shape == (x.shape[-3], 1, D // 2):     # (..., T, G, D)
+        T, G = x.shape[-3], x.shape[-2]
+    else:
+        return None
+    c, s = cos.reshape(T, D // 2), sin.reshape(T, D // 2)
+    return k, (x.size // (T * G * D), T, G, D), xp.ascontiguousarray(c), xp.ascontiguousarray(s)
+
+
+def rope_rotate_reference(x, cos, sin, layout: str = "interleaved"):
+    """The plain NumPy math of ``rope_rotate`` (any array module, any broadcastable tables)."""
     out = xp.empty_like(x)
     a, b = _pairs(x, layout)
     oa, ob = _pairs(out, layout)
