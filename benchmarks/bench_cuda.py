@@ -70,14 +70,18 @@ def bench_scratchllm_train(cfg, batches, warmup, peak, amp=None):
         times.append(time.perf_counter() - t0)
         if i == 0:
             first_loss = loss.item()
-    timed = times[warmup:]
-    tok = batches[0][0].size * len(timed) / sum(timed)
-    out = {"tokens_per_s": tok, "step_s": sum(timed) / len(timed), "first_loss": first_loss,
-           "last_loss": loss.item(), "mfu": tok * _flops_per_token(model, cfg) / peak,
-           "gpu_mem_gb": cupy.get_default_memory_pool().total_bytes() / 2 ** 30}
+    out = _summary(times[warmup:], batches[0][0].size, first_loss, loss.item(),
+                   _flops_per_token(model, cfg) / peak, cupy.get_default_memory_pool().total_bytes())
     del model, opt, dev
     cupy.get_default_memory_pool().free_all_blocks()
     return out
+
+
+def _summary(timed, tokens_per_step, first_loss, last_loss, mfu_per_token_s, mem_bytes) -> dict:
+    """One side's figures from its timed step times (s); ``mfu_per_token_s``: FLOPs per token / peak."""
+    tok = tokens_per_step * len(timed) / sum(timed)
+    return {"tokens_per_s": tok, "step_s": sum(timed) / len(timed), "first_loss": first_loss,
+            "last_loss": last_loss, "mfu": tok * mfu_per_token_s, "gpu_mem_gb": mem_bytes / 2 ** 30}
 
 
 def bench_torch_train(cfg, batches, warmup, peak, amp=None):
@@ -114,11 +118,8 @@ def bench_torch_train(cfg, batches, warmup, peak, amp=None):
         times.append(time.perf_counter() - t0)
         if i == 0:
             first_loss = loss.item()
-    timed = times[warmup:]
-    tok = batches[0][0].size * len(timed) / sum(timed)
-    res = {"tokens_per_s": tok, "step_s": sum(timed) / len(timed), "first_loss": first_loss,
-           "last_loss": loss.item(), "mfu": tok * n_flops / peak,
-           "gpu_mem_gb": torch.cuda.max_memory_allocated() / 2 ** 30}
+    res = _summary(times[warmup:], batches[0][0].size, first_loss, loss.item(), n_flops / peak,
+                   torch.cuda.max_memory_allocated())
     del peer, opt, dev
     torch.cuda.empty_cache()
     return res

@@ -1,7 +1,6 @@
 """Training with the speedrun recipe: Muon + WSD + the GPT options, resumed bit for bit."""
 import json
 
-import numpy as np
 import pytest
 
 from scratchllm.errors import ScratchLLMError
@@ -10,22 +9,15 @@ from scratchllm.optim.schedules import set_lr, warmup_stable_decay
 from scratchllm.train import Trainer, train
 from scratchllm.train.setup import make_optimizer
 
+from train.conftest import check_resume_is_exact
+
 RECIPE = dict(optimizer="muon", muon_lr=0.03, schedule="wsd", decay_frac=0.4, positional="rope", qk_norm=True,
               mlp_act="relu2", zero_init_proj=True, tie_weights=False, logit_softcap=15.0, value_embeds=True)
 
 
 def test_recipe_resume_is_exact(tiny, tmp_path):
     cfg = tiny(max_steps=8, eval_interval=4, n_layer=2, dropout=0.1, **RECIPE)
-    quiet = dict(progress=False, log=lambda m: None)
-    first = train(cfg, tmp_path / "a", stop_at_step=5, **quiet)
-    assert first.stop_reason == "stop_at_step"
-    train(cfg, tmp_path / "a", resume=True, **quiet)
-    train(cfg, tmp_path / "b", **quiet)
-    for name in ("model.safetensors", "optimizer.safetensors"):
-        a, b = load(tmp_path / "a" / "latest" / name), load(tmp_path / "b" / "latest" / name)
-        assert a.keys() == b.keys()
-        for k in a:
-            assert np.array_equal(a[k], b[k]), (name, k)
+    check_resume_is_exact(cfg, tmp_path, stop_at=5)
     opt = load(tmp_path / "b" / "latest" / "optimizer.safetensors")
     assert any(k.endswith("momentum_buffer") for k in opt) and any(k.endswith("exp_avg") for k in opt)
     rows = [[(r["step"], r["loss"]) for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]

@@ -13,6 +13,8 @@ from scratchllm.train import checkpoint as ckpt_mod
 from scratchllm.tokenizers import load_tokenizer
 from scratchllm.train.checkpoint import find_checkpoint
 
+from train.conftest import check_resume_is_exact
+
 
 def rows(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -47,22 +49,7 @@ def test_a_few_steps_lower_the_loss(tiny, tmp_path):
 @pytest.mark.parametrize("arch, extra", [("gpt", dict(dropout=0.1, grad_accum_steps=2)),
                                          ("llama", dict(n_kv_head=1))])
 def test_resume_is_exact(tiny, tmp_path, arch, extra):
-    cfg = tiny(arch=arch, max_steps=10, eval_interval=4, **extra)
-    quiet = dict(progress=False, log=lambda m: None)
-    first = train(cfg, tmp_path / "a", stop_at_step=6, **quiet)
-    assert first.stop_reason == "stop_at_step" and state(tmp_path / "a")["step"] == 6
-    train(cfg, tmp_path / "a", resume=True, **quiet)
-    train(cfg, tmp_path / "b", **quiet)
-    for name in ("model.safetensors", "optimizer.safetensors"):
-        a, b = load(tmp_path / "a" / "latest" / name), load(tmp_path / "b" / "latest" / name)
-        assert a.keys() == b.keys()
-        for k in a:
-            assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), (name, k)
-    la, lb = rows(tmp_path / "a"), rows(tmp_path / "b")
-    assert [(r["step"], r["loss"], r.get("val_loss")) for r in la] == \
-        [(r["step"], r["loss"], r.get("val_loss")) for r in lb]
-    sa, sb = state(tmp_path / "a"), state(tmp_path / "b")
-    assert sa["rng"] == sb["rng"] and sa["best_val_loss"] == sb["best_val_loss"] and sa["step"] == 10
+    check_resume_is_exact(tiny(arch=arch, max_steps=10, eval_interval=4, **extra), tmp_path, stop_at=6)
 
 
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(tiny, tmp_path, monkeypatch):

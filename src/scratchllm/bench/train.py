@@ -14,20 +14,10 @@ own ops stays inside its step.
 The peers:
 - ``torch``: PyTorch eager, nanoGPT's model (``peers/torch_gpt.py``) and torch's AdamW.
 - ``torch_compile`` (on by default for small and medium; ``--no-compile`` turns it off): the same
-  module, weights and AdamW wrapped in ``torch.compile(model)``, default mode, inductor backend
-  (C++/OpenMP kernels compiled on CPU). Only the model is compiled -- forward and, through
-  AOTAutograd, backward -- and the AdamW step stays torch's eager optimizer, as in nanoGPT's
-  train.py, the recipe this peer stands for (compiling ``optimizer.step`` too would be a
-  separate compile of its own). Compilation runs once before the steps, untimed: forward +
-  backward on the run's first batch, gradients then dropped (weights and AdamW state
-  untouched). Its wall time
-  is ``compile_s``: a cold compile is tens of seconds on 2 cores, a warm inductor cache
-  (``TORCHINDUCTOR_CACHE_DIR``, default /tmp/torchinductor_$USER) makes it a few seconds. Timed
-  steps run under ``torch.compiler.set_stance("fail_on_recompile")``, so none of them compiles.
-  Inductor needs a C++ compiler (``CXX``, else ``g++``; ``peers/torch_compile.py``): without one,
-  or if compiling raises, the peer is skipped with a note (``{"skipped": why}`` in the JSON), and
-  the rest of the run goes on. Its losses match torch eager's (``loss_last_vs_torch``, checked
-  to 1e-5 by tests/bench/test_bench_train_compile.py).
+  module, weights and AdamW in ``torch.compile`` (``CompiledTorchTrainer`` says what is compiled
+  and how). Compiling is untimed; its wall time is ``compile_s`` (tens of seconds cold on 2 cores,
+  a few with a warm inductor cache). Without a C++ compiler (``peers/torch_compile.py``), or if
+  compiling raises, the peer is skipped with a note (``{"skipped": why}`` in the JSON).
 
 Figures (all documented in benchmarks/RESULTS.md):
 - ``step_ms``: median wall time of the timed steps (warm-up steps excluded);
