@@ -27,7 +27,8 @@ from nn.test_packed_attention import torch_qkv_attention
 
 MODES = ["numpy", "numba"]
 KERNELS = ["norm_forward", "norm_backward", "adam_update",
-           "gelu_tanh_forward", "gelu_tanh_backward", "softmax_rows", "rope_rotate"]
+           "gelu_tanh_forward", "gelu_tanh_backward", "softmax_rows", "rope_rotate",
+           "scatter_add_rows", "relu2_forward", "relu2_backward"]
 # the mode fixture must hold for every example of a test: its env var stays set throughout.
 FAST = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 lead_dims = st.lists(st.integers(1, 4), max_size=3).map(tuple)     # (): a single row
@@ -376,3 +377,48 @@ def test_rope_kernel_bits_equal_numpy_and_torch(mode, calls, layout, grouped):
     yt.backward(torch.tensor(g, dtype=torch.float64))
     assert_close(y.numpy(), yt.detach().numpy(), np.float32)
     assert_close(t.grad.numpy(), xt.grad.numpy(), np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_ids, vocab", [(10, 3), (300, 65), (2048, 65)])   # np.add.at / sorted runs
+def test_embedding_scatter_add_bits_equal_numpy_and_torch(monkeypatch, mode, calls, dtype, n_ids, vocab):
+    """The embedding's backward: the numba loop adds each id's rows in the NumPy code's order
+    (the same bits); both match torch's embedding backward."""
+    from scratchllm.nn.functional.embedding import _scatter_add_rows
+    rng = np.random.default_rng(3)
+    ids = np.minimum(rng.zipf(1.3, n_ids), vocab) - 1                  # heavy repeats, as characters
+    rows = rng.standard_normal((n_ids, 16)).astype(dtype)
+    w = sl.Tensor(np.zeros((vocab, 16), dtype), requires_grad=True)
+    F.embedding(ids, w).backward(sl.Tensor(rows))
+    assert calls["scatter_add_rows"] == (1 if mode == "numba" else 0)
+    use_kernels(monkeypatch, "numpy")
+    plain = np.zeros((vocab, 16), dtype)
+    _scatter_add_rows(plain, ids, rows)
+    assert np.array_equal(w.grad.numpy(), plain)                          # same bits on both paths
+    wt = torch.zeros((vocab, 16), dtype=torch.float64, requires_grad=True)
+    TF.embedding(torch.tensor(ids), wt).backward(torch.tensor(rows, dtype=torch.float64))
+    assert_close(w.grad.numpy(), wt.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [7, 1 << 20])                                  # one range / the pool's ranges
+def test_relu2_kernel_bits_equal_numpy_and_torch(mode, calls, dtype, n):
+    """ReLU² forward and backward: the numba loops give the NumPy passes' bits (NaN, -0 and inf
+    included); both match torch's relu(x) ** 2."""
+    from scratchllm.nn.functional.recipe import relu2
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(n) * 3).astype(dtype)
+    x[:5] = [np.nan, -0.0, 0.0, np.inf, -np.inf]
+    g = rng.standard_normal(n).astype(dtype)
+    t = sl.Tensor(x, requires_grad=True)
+    y = relu2(t)
+    y.backward(sl.Tensor(g))
+    assert calls["relu2_forward"] == calls["relu2_backward"] == (0 if mode == "numpy" else (1 if n == 7 else 8))
+    r = np.maximum(x, 0)
+    np.testing.assert_array_equal(y.numpy(), r * r)                        # NumPy's passes, bit for bit
+    np.testing.assert_array_equal(t.grad.numpy(), np.multiply(r, 2, dtype=dtype) * g)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    (torch.relu(xt) ** 2).backward(torch.tensor(g, dtype=torch.float64))
+    fin = np.isfinite(x)
+    assert_close(y.numpy()[fin], (torch.relu(xt) ** 2).detach().numpy()[fin], dtype)
+    assert_close(t.grad.numpy()[fin], xt.grad.numpy()[fin], dtype)

@@ -19,6 +19,9 @@ Adam: torch.optim.Adam's update, element by element, in the order and precision 
 NumPy code in ``optim/adam.py`` (no fast-math there, so both paths give the same bits).
 
 tanh-GELU and the attention softmax (float32 only) use ``exp32``, an exp LLVM can vectorise.
+
+Embedding backward: ``out[idx[i]] += rows[i]`` in the order of i, one pass (NumPy's sorted-run
+code adds each id's rows in the same order, so the two paths give the same sums).
 """
 import numpy as np
 from numba import njit
@@ -204,3 +207,30 @@ def rope_rotate(x, cos, sin, half, out):
                     a, b, c, s = x[p, t, g, ia], x[p, t, g, ib], cos[t, i], sin[t, i]
                     out[p, t, g, ia] = a * c - b * s
                     out[p, t, g, ib] = a * s + b * c
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def scatter_add_rows(out, idx, rows):
+    """out[idx[i]] += rows[i] for i = 0, 1, ...: out (V, D), idx (N,) ids in [0, V), rows (N, D)."""
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        for d in range(rows.shape[1]):
+            out[r, d] += rows[i, d]
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu2_forward(x, out):
+    """out = max(x, 0)^2 over flat arrays (the backward needs only x)."""
+    zero = x.dtype.type(0)
+    for i in range(x.shape[0]):
+        r = x[i] if x[i] > zero or x[i] != x[i] else zero    # as np.maximum: NaN stays, -0 -> 0
+        out[i] = r * r
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def relu2_backward(x, g, dx):
+    """dx = g * 2 max(x, 0) over flat arrays (NumPy's order: (2 r) g)."""
+    zero, two = x.dtype.type(0), x.dtype.type(2)
+    for i in range(x.shape[0]):
+        r = x[i] if x[i] > zero or x[i] != x[i] else zero    # as np.maximum: NaN stays, -0 -> 0
+        dx[i] = (r * two) * g[i]
