@@ -12,7 +12,7 @@ import scratchllm as sl
 from scratchllm.errors import ScratchLLMError
 from scratchllm.models import GPT, GPTConfig
 from scratchllm.models.gpt_recipe import value_embed_layers
-from scratchllm.nn.functional.recipe import qk_norm, relu2, rope_heads_last, softcap
+from scratchllm.nn.functional.recipe import qk_norm, relu2, rope_heads_last, softcap, value_mix
 from scratchllm.nn.functional.rope import rope_cache
 
 RTOL, ATOL = 1e-7, 1e-10
@@ -57,6 +57,32 @@ def test_rope_heads_last_matches_torch():
         a, b = t[..., :D // 2], t[..., D // 2:]
         return torch.cat([a * c - b * s, a * s + b * c], dim=-1)
     _check_op(lambda x: rope_heads_last(x, cos, sin, "half"), theirs, shape=(2, T, 3, D))
+
+
+@pytest.mark.parametrize("with_table", [True, False])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, RTOL), (np.float32, 1e-5)])
+def test_value_mix_matches_torch(with_table, dtype, rtol):
+    """lambdas[0] v + lambdas[1] ve (or lambdas[0] v alone) and the gradients of v, ve, lambdas;
+    v a strided view, as the split of the attention's projection gives it."""
+    rng = np.random.default_rng(4)
+    packed = rng.standard_normal((2, 5, 12)).astype(dtype)
+    e, lam, g = (rng.standard_normal(s).astype(dtype) for s in ((2, 5, 4), (2,), (2, 5, 4)))
+    t = sl.Tensor(packed, requires_grad=True)
+    ve, lambdas = sl.Tensor(e, requires_grad=True), sl.Tensor(lam, requires_grad=True)
+    y = value_mix(t[..., 8:], ve if with_table else None, lambdas)
+    y.backward(sl.Tensor(g))
+    tt, tve, tl = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (packed, e, lam))
+    ty = tl[0] * tt[..., 8:] + (tl[1] * tve if with_table else 0)
+    ty.backward(torch.from_numpy(g.astype(np.float64)))
+    close = lambda a, b: np.testing.assert_allclose(a, b.detach().numpy(), rtol=rtol, atol=rtol * 10)
+    assert y.dtype == dtype and lambdas.grad.dtype == dtype
+    close(y.numpy(), ty)
+    close(t.grad.numpy(), tt.grad)
+    close(lambdas.grad.numpy(), tl.grad if with_table else torch.stack([tl.grad[0], torch.zeros(())]))
+    if with_table:
+        close(ve.grad.numpy(), tve.grad)
+    else:
+        assert ve.grad is None
 
 
 def test_softcap_rejects_bad_cap():

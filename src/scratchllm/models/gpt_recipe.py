@@ -21,7 +21,8 @@ from ..autograd import ops
 from ..backend import xp
 from ..nn import Embedding, Linear, Module, ModuleList, RotaryEmbedding
 from ..nn import functional as F
-from ..nn.functional.recipe import qk_norm, relu2, relu2_forward, rope_heads_last, softcap, softcap_forward
+from ..nn.functional.recipe import (qk_norm, relu2, relu2_forward, rope_heads_last, softcap, softcap_forward,
+                                    value_mix, value_mix_forward)
 from ..nn.functional.rope import rope_rotate
 from ..nn.parameter import Parameter
 from .config import GPTConfig
@@ -86,9 +87,7 @@ class RecipeAttention(Module):
                 qk = rope_heads_last(qk, self.rope.cos.data, self.rope.sin.data, ROPE_LAYOUT)
             qk = qk.reshape(B, T, 2 * C)
         if "lambdas" in self._parameters:
-            v = self.lambdas[0] * v
-            if ve is not None:
-                v = v + self.lambdas[1] * ve                        # (B, T, C)
+            v = value_mix(v, ve, self.lambdas)                      # (B, T, C)
         p = self.dropout if self.training else 0.0
         y = self.c_proj(F.qkv_attention(ops.cat([qk, v], dim=-1), H, is_causal=True, dropout_p=p))
         return F.dropout(y, p, self.training) if p else y
@@ -173,11 +172,9 @@ class RecipeGPTDecoder(GPTDecoder):
                 k = _norm(k.reshape(-1, D), None, None, qk_eps, False).reshape(B, T, H, D)
             if self.positions is None:
                 q, k = rope_rotate(q, cos, sin, ROPE_LAYOUT), rope_rotate(k, cos, sin, ROPE_LAYOUT)
-            lam = self.lambdas[i]
-            if lam is not None:
-                v = lam[0] * v
-                if which[i] is not None:
-                    v = v + lam[1] * tables[which[i]].reshape(B, T, H, D)
+            if self.lambdas[i] is not None:
+                ve = None if which[i] is None else tables[which[i]].reshape(B, T, H, D)
+                v = value_mix_forward(v, ve, self.lambdas[i])
             y = self.attention(i, q, k, v)
             x += matmul(y, wo, bias=bo)
             h = matmul(_norm(x, w2, b2, eps), wfc, bias=bfc)

@@ -3,9 +3,10 @@
     relu2(x)            y = max(x, 0)^2                 dy/dx = 2 max(x, 0)
     softcap(x, c)       y = c tanh(x / c)                dy/dx = 1 - (y / c)^2
     qk_norm(x)          RMSNorm of every head's q and k over head_dim, no gain (``rms_norm``)
+    value_mix(v, ve, l) y = l[0] v + l[1] ve              dv = l[0] g, dve = l[1] g, dl = (<g, v>, <g, ve>)
     rope_heads_last     RoPE on (B, T, H, D) (the layout the packed projection gives, no transposes)
 
-``relu2_forward`` / ``softcap_forward`` are the plain-array forwards, which the raw-array
+``relu2_forward`` / ``softcap_forward`` / ``value_mix_forward`` are the plain-array forwards, which the raw-array
 decoder (models/gpt_recipe.py) calls too; the ops below wrap them with their backward.
 
 >>> from scratchllm import Tensor
@@ -78,6 +79,38 @@ def softcap(x, cap: float):
         return (d,)
 
     return make_result(y, (x,), backward, "softcap")
+
+
+def value_mix_forward(v, ve, lam):
+    """``lam[0] * v + lam[1] * ve`` on arrays (ve None: ``lam[0] * v``), a new array."""
+    y = v * lam[0]
+    if ve is not None:
+        y += ve * lam[1]
+    return y
+
+
+def value_mix(v, ve, lambdas):
+    """A layer's values mixed with its value embedding: v, ve (..., C), lambdas (2,) -> (..., C).
+    ``ve`` None: ``lambdas[0] * v`` (a layer without a table). One op: no scalar-times-tensor
+    products whose gradients are summed back from full-size arrays."""
+    v, lambdas = as_float_tensor(v), as_float_tensor(lambdas)
+    V, E, lam = v.data, None if ve is None else ve.data, lambdas.data
+    y = value_mix_forward(V, E, lam)
+
+    def dot(a, b):                                         # <a, b>, no copy of a strided view
+        C = a.shape[-1]
+        return xp.einsum("nc,nc->", a.reshape(-1, C), b.reshape(-1, C))
+
+    def backward(g):
+        dl = xp.zeros_like(lam)
+        dl[0] = dot(g, V)
+        dve = None
+        if E is not None:
+            dl[1] = dot(g, E)
+            dve = g * lam[1]
+        return (g * lam[0], dl) + ((dve,) if E is not None else ())
+
+    return make_result(y, (v, lambdas) if ve is None else (v, lambdas, ve), backward, "value_mix")
 
 
 def qk_norm(x, eps=None):
