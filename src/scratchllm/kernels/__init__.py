@@ -1,9 +1,10 @@
 """Optional compiled kernels: one-pass loops for the few ops NumPy does in too many passes.
 
-scratchllm runs on NumPy alone. When numba is installed (``pip install "scratchllm[fast]"``),
-LayerNorm / RMSNorm and the Adam / AdamW update run as the loops in ``numba_kernels.py``
-instead of their NumPy passes (a LayerNorm over 768 rows of 128: ~15 NumPy passes, ~0.5 ms
-forward and backward; one loop each way, ~0.07 ms). Each op keeps its NumPy code, which is
+scratchllm runs on NumPy alone. When numba is installed (the default install has it where numba
+has wheels), LayerNorm / RMSNorm, the Adam / AdamW update, tanh-GELU, the attention softmax, RoPE,
+ReLU² and the embedding's scatter-add run as the loops in ``numba_kernels.py`` instead of their
+NumPy passes (a LayerNorm over 768 rows of 128: ~15 NumPy passes, ~0.5 ms forward and backward;
+one loop each way, ~0.07 ms). Each op keeps its NumPy code, which is
 used when numba is missing or when ``SCRATCHLLM_KERNELS=numpy``; the tests run both paths
 against torch.
 

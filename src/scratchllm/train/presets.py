@@ -7,8 +7,8 @@
 - ``shakespeare-char-speedrun``: the same model and data with the modded-nanogpt recipe (Muon for
   the hidden matrices, ReLU², QK-norm, zero-initialised projections, untied head, logit soft-cap
   15, RoPE, value embeddings, warmup-stable-decay) and 2,400 steps. Measured on the same 2-core CPU
-  (2026-11-28, one run, numba kernels): val loss 1.4548 at step 2,400, 12.0 min including start-up
-  and the sample (the old recipe: 1.56 in about 12). ``make demo`` trains it. The per-option
+  (2026-11-28, numba kernels): val loss 1.4644 at step 2,400, 10.4 min for ``make demo`` from a
+  fresh clone (install, training, sample; the old recipe: 1.56 in about 12). The per-option
   ablation (benchmarks/RESULTS.md): Muon and RoPE alone reach 1.4735, the other options add ~0.02.
 - ``shakespeare-bpe``: the same corpus through a byte-level BPE trained on it.
 - ``llama-tiny``: the Llama architecture (RMSNorm, RoPE, SwiGLU) on the characters.
