@@ -90,8 +90,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny, tmp_path
 
 def test_time_budget_ends_with_a_final_eval(tiny, tmp_path):
     out = tmp_path / "run"
-    result = train(tiny(max_steps=10_000, max_minutes=0.02), out, progress=False, log=lambda m: None)
+    lines = []
+    result = train(tiny(max_steps=10_000, max_minutes=0.02), out, progress=False, log=lines.append)
     assert result.stop_reason == "max_minutes" and 0 < result.step < 10_000
+    said = [m for m in lines if m.startswith("time budget")]                 # the schedule is cut short: say so
+    assert said == [f"time budget of 0.02 minutes reached at step {result.step} of 10000: the learning rate is "
+                    f"still {rows(out)[-1]['lr']:.2e} (min_lr {tiny().min_lr:.2e}), the schedule is not finished; "
+                    f"--resume continues it with a new time budget"]
     assert state(out)["step"] == result.step and rows(out)[-1]["val_loss"] == pytest.approx(result.last_val_loss,
                                                                                             abs=1e-6)
     assert result.sample is not None

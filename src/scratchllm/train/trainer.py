@@ -382,8 +382,11 @@ class Trainer:
         if reason == "max_minutes" and self.step > 0 and self._last_saved != self.step:
             self._log_row({"step": self.step, "loss": round(loss, 6), "lr": self.lr_at(self.step - 1),
                            "elapsed_s": round(self.elapsed(), 3)}, True, None)
-            self.log(f"time budget of {c.max_minutes} minutes reached at step {self.step}")
-        elif reason in ("interrupted", "stop_at_step") and self._last_saved != self.step:
+        if reason == "max_minutes" and self.step > 0:
+            self.log(f"time budget of {c.max_minutes} minutes reached at step {self.step} of {c.max_steps}: the "
+                     f"learning rate is still {self.lr_at(self.step - 1):.2e} (min_lr {c.min_lr:.2e}), the schedule "
+                     f"is not finished; --resume continues it with a new time budget")
+        if reason in ("interrupted", "stop_at_step") and self._last_saved != self.step:
             if self.is_writer:
                 self.metrics.sync()
             self.save_checkpoint(is_best=False)
