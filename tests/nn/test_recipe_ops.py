@@ -85,6 +85,14 @@ def test_value_mix_matches_torch(with_table, dtype, rtol):
         assert ve.grad is None
 
 
+def test_value_mix_rejects_mismatched_shapes():
+    v = sl.Tensor(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"value_mix: .*v \(2, 3, 4\), ve \(3, 4\), lambdas \(2,\)"):
+        value_mix(v, sl.Tensor(np.zeros((3, 4))), sl.Tensor(np.ones(2)))
+    with pytest.raises(ValueError, match=r"lambdas \(3,\)"):
+        value_mix(v, None, sl.Tensor(np.ones(3)))
+
+
 def test_softcap_rejects_bad_cap():
     with pytest.raises(ValueError, match="cap must be > 0"):
         softcap(sl.Tensor([1.0]), 0.0)

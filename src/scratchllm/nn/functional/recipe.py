@@ -95,6 +95,9 @@ def value_mix(v, ve, lambdas):
     products whose gradients are summed back from full-size arrays."""
     v, lambdas = as_float_tensor(v), as_float_tensor(lambdas)
     V, E, lam = v.data, None if ve is None else ve.data, lambdas.data
+    if lam.shape != (2,) or (E is not None and E.shape != V.shape):
+        raise ValueError(f"value_mix: expected v and ve of one shape and lambdas (2,), got v {V.shape}, "
+                         f"ve {None if E is None else E.shape}, lambdas {lam.shape}")
     y = value_mix_forward(V, E, lam)
 
     def dot(a, b):                                         # <a, b>, no copy of a strided view
