@@ -9,8 +9,8 @@
   15, RoPE, value embeddings, warmup-stable-decay) and 2,400 steps. Measured on the same 2-core CPU
   (2026-11-28, numba kernels): val loss 1.4644 at step 2,400, 10.4 min for ``make demo`` from a
   fresh clone (install, training, sample; the old recipe: 1.56 in about 12). The per-option
-  ablation (benchmarks/RESULTS.md): Muon and RoPE alone reach 1.4735 / 1.4861 (seeds 1337 / 1338),
-  the whole recipe 1.4644 / 1.4821: the other seven options add 0.004-0.011, the same sign twice.
+  ablation (benchmarks/RESULTS.md): over seeds 1337-1339 Muon and RoPE alone reach a median 1.4807,
+  the whole recipe 1.4687 (1.4644-1.4821): the other seven options add about 0.01, in every seed.
 - ``shakespeare-bpe``: the same corpus through a byte-level BPE trained on it.
 - ``llama-tiny``: the Llama architecture (RMSNorm, RoPE, SwiGLU) on the characters.
 """
