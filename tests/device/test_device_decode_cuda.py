@@ -11,40 +11,23 @@ import pytest
 
 import scratchllm as sl
 from scratchllm.errors import ScratchLLMError
-from scratchllm.models import GPTConfig, LlamaConfig, build_model, decode
+from scratchllm.models import GPTConfig, decode
 from scratchllm.models.decode import Decoder
+
+from models.decoder_models import CONFIGS as CPU_CONFIGS, random_model
 
 FAKE = cp.__version__.endswith("fake")
 
-CONFIGS = {   # tests/models/test_fast_decode.py's shapes, plus the speedrun options (RecipeGPTDecoder)
-    "gpt": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=2, n_embd=16),
-    "gpt-sinusoidal-nobias": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=4, n_embd=16,
-                                       positional="sinusoidal", bias=False),
-    "gpt-recipe": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=2, n_embd=16, qk_norm=True,
-                            positional="rope", value_embeds=True, mlp_act="relu2", tie_weights=False,
-                            logit_softcap=15.0),
-    "gpt-rope-gelu": GPTConfig(vocab_size=61, block_size=40, n_layer=1, n_head=2, n_embd=16, positional="rope"),
-    "llama-gqa": LlamaConfig(vocab_size=61, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, multiple_of=16,
-                             max_seq_len=40, rope_theta=500000.0),
-    "llama-mha-tied": LlamaConfig(vocab_size=61, dim=32, n_layers=1, n_heads=2, multiple_of=16, max_seq_len=40,
-                                  tie_embeddings=True),
-    "llama-mqa-scaled-rope": LlamaConfig(vocab_size=61, dim=32, n_layers=1, n_heads=4, n_kv_heads=1,
-                                         multiple_of=16, max_seq_len=40, rope_scaling={
-                                             "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                             "original_max_position_embeddings": 8.0}),
-}
+CONFIGS = {**CPU_CONFIGS,   # tests/models/test_fast_decode.py's shapes, plus the speedrun options (RecipeGPTDecoder)
+           "gpt-recipe": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=2, n_embd=16, qk_norm=True,
+                                   positional="rope", value_embeds=True, mlp_act="relu2", tie_weights=False,
+                                   logit_softcap=15.0),
+           "gpt-rope-gelu": GPTConfig(vocab_size=61, block_size=40, n_layer=1, n_head=2, n_embd=16, positional="rope")}
 
 
 def _model(name, dtype=np.float32, seed=0):
-    """A small model with non-trivial norms, biases and larger weights: peaked logits, no near ties."""
-    config = CONFIGS[name] if isinstance(name, str) else name
-    model = build_model(config, sl.Generator(seed)).to(dtype)
-    rng = np.random.default_rng(seed)
-    with sl.no_grad():
-        for pname, p in model.named_parameters():
-            base = 1.0 if "ln" in pname or "norm" in pname else 0.0
-            p.data[...] = base + (0.3 if p.ndim == 2 else 0.2) * rng.standard_normal(p.shape)
-    return model.eval()
+    """A config or a name in CONFIGS, with random weights (``decoder_models.random_model``)."""
+    return random_model(CONFIGS[name] if isinstance(name, str) else name, dtype, seed)
 
 
 def _host(a):

@@ -11,34 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import scratchllm as sl
-from scratchllm.models import GPTConfig, LlamaConfig, build_model
+from scratchllm.models import GPTConfig, build_model
 from scratchllm.parallel import ThreadChooser, blas_thread_count, blas_threads
 from scratchllm.models.decode import Decoder
 
-CONFIGS = {
-    "gpt": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=2, n_embd=16),
-    "gpt-sinusoidal-nobias": GPTConfig(vocab_size=61, block_size=40, n_layer=2, n_head=4, n_embd=16,
-                                       positional="sinusoidal", bias=False),
-    "llama-gqa": LlamaConfig(vocab_size=61, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, multiple_of=16,
-                             max_seq_len=40, rope_theta=500000.0),
-    "llama-mha-tied": LlamaConfig(vocab_size=61, dim=32, n_layers=1, n_heads=2, multiple_of=16, max_seq_len=40,
-                                  tie_embeddings=True),
-    "llama-mqa-scaled-rope": LlamaConfig(vocab_size=61, dim=32, n_layers=1, n_heads=4, n_kv_heads=1,
-                                         multiple_of=16, max_seq_len=40, rope_scaling={
-                                             "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                             "original_max_position_embeddings": 8.0}),
-}
+from models.decoder_models import CONFIGS, random_model
 
 
 def _model(name, dtype, seed=0):
-    model = build_model(CONFIGS[name], sl.Generator(seed)).to(dtype)
-    rng = np.random.default_rng(seed)
-    with sl.no_grad():  # random non-trivial norms, biases and larger weights: logits far from uniform
-        for pname, p in model.named_parameters():
-            scale = 0.3 if p.ndim == 2 else 0.2
-            base = 1.0 if "ln" in pname or "norm" in pname else 0.0
-            p.data[...] = base + scale * rng.standard_normal(p.shape)
-    return model.eval()
+    return random_model(CONFIGS[name], dtype, seed)
 
 
 def _check_steps(model, ids, chunks, rtol, atol):
